@@ -1,0 +1,59 @@
+import { Command } from 'commander';
+import { notImplemented, usageError } from '../../errors.js';
+import { defineAction } from '../action.js';
+import type { CliContext } from '../context.js';
+import { parseName, parsePid } from '../parse.js';
+
+export interface ExecRequest {
+  readonly target: { readonly pid: number } | { readonly name: string };
+  readonly command: readonly string[];
+  readonly inVm: boolean;
+  readonly interactive: boolean;
+  readonly tty: boolean;
+  readonly quiet: boolean;
+}
+
+interface RawOptions {
+  pid?: number;
+  name?: string;
+  vm?: boolean;
+  shell?: boolean;
+  interactive?: boolean;
+  tty?: boolean;
+  quiet?: boolean;
+}
+
+export function execCommand(getContext: () => CliContext): Command {
+  const command = new Command('exec')
+    .description('run a command in a running VM (in its container by default) and exit with its status')
+    .argument('<command...>', 'the command and its arguments (put -- before it if it has options)')
+    .option('--pid <pid>', 'target VM by the PID of its fcvm process (see fcvm ls)', (v) => parsePid(v))
+    .option('--name <name>', 'target VM by name', (v) => parseName(v))
+    .option('--vm', 'run in the guest OS instead of the container')
+    .option('-c, --shell', 'run the command through sh -c')
+    .option('-i, --interactive', 'forward stdin')
+    .option('-t, --tty', 'allocate a terminal (implies -q)')
+    .option('-q, --quiet', "suppress fcvm's own messages")
+    .passThroughOptions();
+
+  return defineAction(command, async (argv: string[], raw: RawOptions) => {
+    const request = toExecRequest(argv, raw);
+    void request;
+    void getContext;
+    throw notImplemented('Running commands in a VM (fcvm exec)');
+  });
+}
+
+export function toExecRequest(argv: readonly string[], raw: RawOptions): ExecRequest {
+  if (raw.pid !== undefined && raw.name !== undefined) throw usageError('Give either --pid or --name, not both.');
+  if (raw.pid === undefined && raw.name === undefined) throw usageError('Say which VM: give --pid PID or --name NAME.');
+  const command = raw.shell ? ['sh', '-c', argv.join(' ')] : [...argv];
+  return {
+    target: raw.pid !== undefined ? { pid: raw.pid } : { name: raw.name as string },
+    command,
+    inVm: raw.vm === true,
+    interactive: raw.interactive === true,
+    tty: raw.tty === true,
+    quiet: raw.quiet === true || raw.tty === true,
+  };
+}

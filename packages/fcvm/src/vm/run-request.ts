@@ -1,0 +1,27 @@
+/** What `fcvm podman run` asks the library for, after the CLI has validated every value. */
+import type { NetworkMode, PortMapping, VolumeMapping } from '../cli/parse.js';
+import type { HypervisorChoice } from '../config.js';
+
+export interface RunRequest {
+  readonly name: string;
+  readonly image: string;
+  /** Container command; empty means the image's default. */
+  readonly command: readonly string[];
+  readonly vcpus: number | 'unlimited';
+  readonly memoryMib: number | 'unlimited';
+  readonly hugepages: boolean;
+  readonly env: ReadonlyArray<readonly [string, string]>;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly publish: readonly PortMapping[];
+  readonly volumes: readonly VolumeMapping[];
+  readonly network: NetworkMode;
+  readonly healthCheckUrl: string | null;
+  readonly user: string | null;
+  readonly interactive: boolean;
+  readonly tty: boolean;
+  readonly privileged: boolean;
+  readonly hypervisor: HypervisorChoice;
+  readonly noSwap: boolean;
+  readonly rootfsSizeBytes: number;
+  readonly kernelPath: string | null;
+}

@@ -39,7 +39,7 @@ export function connectHybridVsock(
       settled = true;
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
-      socket.off('data', onData);
+      socket.off('readable', onReadable);
       socket.off('error', onError);
       socket.off('close', onClose);
       if (err) {
@@ -64,8 +64,13 @@ export function connectHybridVsock(
     };
     const onClose = () =>
       finish(new VsockConnectError('no-listener', `Nothing in the guest accepted a connection on vsock port ${port}.`));
-    const onData = (chunk: Buffer) => {
-      received = Buffer.concat([received, chunk]);
+    // Read in paused mode ('readable' + read()): a 'data' listener would switch the socket to
+    // flowing mode, and guest bytes put back with unshift() would then be emitted before the
+    // caller has attached its own listener, i.e. lost.
+    const onReadable = () => {
+      for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) {
+        received = Buffer.concat([received, chunk]);
+      }
       const newline = received.indexOf(0x0a);
       if (newline === -1) {
         if (received.length > MAX_REPLY_BYTES) {
@@ -107,7 +112,7 @@ export function connectHybridVsock(
     options.signal?.addEventListener('abort', onAbort, { once: true });
     socket.on('error', onError);
     socket.on('close', onClose);
-    socket.on('data', onData);
+    socket.on('readable', onReadable);
     socket.once('connect', () => socket.write(`CONNECT ${port}\n`));
   });
 }

@@ -10,7 +10,7 @@
  * Without setpriv fcvm warns and relies on its own cleanup and the next run's leftover sweep.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errnoCode, FcvmError } from '../../errors.js';
@@ -152,11 +152,20 @@ export class FirecrackerProcess {
   }
 }
 
+/** The last lines of the VM log, for error context; reads at most the final 8 KiB. */
 export function readLogTail(path: string, lines = 20): string {
+  let fd: number | undefined;
   try {
-    return readFileSync(path, 'utf8').split('\n').slice(-lines).join('\n');
+    fd = openSync(path, 'r');
+    const size = fstatSync(fd).size;
+    const length = Math.min(size, 8192);
+    const buffer = Buffer.alloc(length);
+    readSync(fd, buffer, 0, length, size - length);
+    return buffer.toString('utf8').split('\n').slice(-lines).join('\n');
   } catch (err) {
     return `(log unreadable: ${errnoCode(err) ?? String(err)})`;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

@@ -10,7 +10,7 @@ import { log } from '../../log.js';
 import type { Capabilities, SnapshotFiles, SnapshotTarget, VmExit, VmHandle } from '../types.js';
 import { snapshotCreateBody } from './api-bodies.js';
 import type { FirecrackerApiClient } from './api-client.js';
-import type { MmdsContents } from './api-schemas.js';
+import { type MmdsContents, MmdsContentsSchema } from './api-schemas.js';
 import { type FirecrackerProcess, removeSocket } from './process.js';
 import { connectWithRetry } from './vsock.js';
 
@@ -35,10 +35,11 @@ export function snapshotTimeoutMs(memoryMib: number): number {
 
 /** The MMDS store must be a JSON object; anything else is a caller bug worth a clear sentence. */
 export function toMmdsContents(data: unknown): MmdsContents {
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    throw new FcvmError('USAGE', 'VM metadata for Firecracker MMDS must be a JSON object.');
+  const parsed = MmdsContentsSchema.safeParse(data);
+  if (!parsed.success) {
+    throw new FcvmError('USAGE', 'VM metadata for Firecracker MMDS must be a JSON object with JSON values only.');
   }
-  return JSON.parse(JSON.stringify(data)) as MmdsContents;
+  return parsed.data;
 }
 
 export interface VmHandleOptions {

@@ -10,6 +10,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   readlinkSync,
   rmSync,
@@ -23,7 +24,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { dataDir as makeDataDir } from '../../../src/data-dir.js';
 import { isFcvmError } from '../../../src/errors.js';
-import { FirecrackerApiError } from '../../../src/hypervisor/firecracker/api-client.js';
+import { ENDPOINTS, FirecrackerApiError } from '../../../src/hypervisor/firecracker/api-client.js';
 import { exchange } from '../../../src/hypervisor/firecracker/api-transport.js';
 import { FirecrackerHypervisor } from '../../../src/hypervisor/firecracker/hypervisor.js';
 import { createFirecracker, probeFirecracker } from '../../../src/hypervisor/firecracker/index.js';
@@ -34,6 +35,7 @@ import type { RestoreSpec, VmHandle, VmSpec } from '../../../src/hypervisor/type
 import { checkKvm } from '../../../src/sys/kvm.js';
 import { isSameProcessAlive } from '../../../src/util/proc.js';
 import { bundleFakeFirecracker, type FakeKnobs, fakeFirecrackerBinary } from '../../helpers/fake-firecracker-binary.js';
+import { loadSpecValidators, specSkipReason } from '../../helpers/firecracker-spec.js';
 
 let root: string;
 let bundle: string;
@@ -537,5 +539,34 @@ setInterval(() => {}, 1000);
     assert.equal(old.usable, false);
     const missing = await probeFirecracker({ env: { PATH: '/nonexistent' } });
     assert.ok(!missing.usable && /no firecracker binary was found/.test(missing.reason));
+  });
+
+  // Runs last: checks what the adapter really sent in all the tests above, not only what its builders produce.
+  test('every body the adapter sent in these tests conforms to firecracker.yaml', { skip: specSkipReason }, () => {
+    const validatorFor = loadSpecValidators();
+    const routes = Object.values(ENDPOINTS).map((e) => ({
+      ...e,
+      pattern: new RegExp(`^${e.path.replace('{id}', '[A-Za-z0-9_]+')}$`),
+    }));
+    let checked = 0;
+    for (const entry of readdirSync(root)) {
+      const log = join(root, entry, 'requests.jsonl');
+      if (!existsSync(log)) continue;
+      for (const line of readFileSync(log, 'utf8').trim().split('\n')) {
+        const request = JSON.parse(line) as { method: string; path: string; body: unknown };
+        if (request.method === 'GET' || request.body === null) continue;
+        const route = routes.find((r) => r.method === request.method && r.pattern.test(request.path));
+        if (!route) continue; // raw requests the tests sent on purpose (unknown paths)
+        const validate = validatorFor(route.spec);
+        if (request.method === 'PATCH' && request.path === '/vm' && JSON.stringify(request.body).includes('bogus'))
+          continue;
+        assert.ok(
+          validate(request.body),
+          `${request.method} ${request.path} ${JSON.stringify(request.body)}: ${JSON.stringify(validate.errors)}`,
+        );
+        checked++;
+      }
+    }
+    assert.ok(checked > 100, `only ${checked} bodies checked`);
   });
 });

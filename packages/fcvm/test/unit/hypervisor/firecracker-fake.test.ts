@@ -553,13 +553,19 @@ setInterval(() => {}, 1000);
       const log = join(root, entry, 'requests.jsonl');
       if (!existsSync(log)) continue;
       for (const line of readFileSync(log, 'utf8').trim().split('\n')) {
-        const request = JSON.parse(line) as { method: string; path: string; body: unknown };
+        const request = JSON.parse(line) as {
+          method: string;
+          path: string;
+          body: unknown;
+          status: number;
+          answer: unknown;
+        };
         if (request.method === 'GET' || request.body === null) continue;
         const route = routes.find((r) => r.method === request.method && r.pattern.test(request.path));
         if (!route) continue; // raw requests the tests sent on purpose (unknown paths)
         const validate = validatorFor(route.spec);
-        if (request.method === 'PATCH' && request.path === '/vm' && JSON.stringify(request.body).includes('bogus'))
-          continue;
+        // The strict-parser test sends malformed bodies on purpose, and the fake rejected them as such.
+        if (request.status === 400 && /deserializing the json body/.test(JSON.stringify(request.answer))) continue;
         assert.ok(
           validate(request.body),
           `${request.method} ${request.path} ${JSON.stringify(request.body)}: ${JSON.stringify(validate.errors)}`,

@@ -17,6 +17,7 @@ export type FcvmErrorCode =
   | 'CONFIG'
   | 'MISSING_HOST_TOOL'
   | 'ASSETS_MISSING'
+  | 'ASSET_BUILD'
   | 'HYPERVISOR'
   | 'STATE'
   | 'INTERNAL';
@@ -29,6 +30,7 @@ const EXIT_STATUS: Record<FcvmErrorCode, number> = {
   NOT_FOUND: 3,
   MISSING_HOST_TOOL: 1,
   ASSETS_MISSING: 1,
+  ASSET_BUILD: 1,
   HYPERVISOR: 1,
   STATE: 1,
   INTERNAL: 1,

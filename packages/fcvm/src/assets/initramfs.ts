@@ -103,9 +103,8 @@ export async function createAgentInitrd(options: AgentInitrdOptions): Promise<vo
   const agent = await readFile(options.agentScript);
   const files: InjectedFile[] = [{ path: 'fc-agent.mjs', data: agent, mode: 0o644 }, ...(options.extraFiles ?? [])];
   const appended = gzipSync(writeCpioNewc(injectedEntries(files)), { level: 1 });
-  // The kernel skips zero bytes between archives; padding keeps the second one 4-byte aligned.
-  const padding = Buffer.alloc((4 - (base.length % 4)) % 4);
-  await writeFile(options.outPath, Buffer.concat([base, padding, appended]), { mode: 0o600 });
+  // The kernel detects each compressed archive by its magic wherever the previous one ended.
+  await writeFile(options.outPath, Buffer.concat([base, appended]), { mode: 0o600 });
 }
 
 /**

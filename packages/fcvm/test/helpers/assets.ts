@@ -7,10 +7,11 @@
 
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { type AssetPaths, ensureAssets } from '../../src/assets/index.js';
 import { parseConfig } from '../../src/config.js';
 import { type DataDir, dataDir } from '../../src/data-dir.js';
+import { REPO_ROOT } from './cli.js';
 
 export const DEFAULT_TEST_ASSETS_DIR = '/var/tmp/fcvm-test-assets';
 
@@ -36,11 +37,9 @@ export function testAssets(): Promise<AssetPaths> {
   return pending;
 }
 
-export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
-
 /** The fc-agent bundle (build/fc-agent.mjs), built first if this checkout has none. */
 export function agentBundle(): string {
-  const path = `${REPO_ROOT}build/fc-agent.mjs`;
+  const path = join(REPO_ROOT, 'build', 'fc-agent.mjs');
   if (!existsSync(path)) execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: REPO_ROOT, stdio: 'inherit' });
   return path;
 }

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { AGENT_STARTED_MARKER } from '@fcvm/protocol';
 import { type AssetPaths, createAgentInitrd, type InjectedFile } from '../../src/assets/index.js';
-import { agentBundle, REPO_ROOT, testAssets, testAssetsDataDir } from '../helpers/assets.js';
+import { agentBundle, testAssets, testAssetsDataDir } from '../helpers/assets.js';
+import { runCli, runCliAsync } from '../helpers/cli.js';
 
 const BOOT_TIMEOUT_MS = 120_000;
 
@@ -101,16 +102,9 @@ function assertPoweredOff(result: BootResult): void {
   assert.doesNotMatch(result.console, /Kernel panic/);
 }
 
-function runFcvm(
-  args: readonly string[],
-  dataDirRoot: string,
-): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(join(REPO_ROOT, 'fcvm'), args, {
-    env: { ...process.env, FCVM_DATA_DIR: dataDirRoot, FCVM_CONFIG: '/dev/null' },
-    encoding: 'utf8',
-    timeout: 15 * 60_000,
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+/** The bundled CLI (scripts/test.sh builds it) with the default config and the given data dir. */
+function fcvmEnv(dataDirRoot: string): NodeJS.ProcessEnv {
+  return { FCVM_DATA_DIR: dataDirRoot, FCVM_CONFIG: '/dev/null' };
 }
 
 interface FileIdentity {
@@ -210,12 +204,12 @@ execFileSync('/usr/local/bin/busybox', ['poweroff', '-f']);
 test('a second fcvm setup changes no asset file, and --check --json lists every asset as present', () => {
   const root = testAssetsDataDir().root;
   const before = snapshotTree(join(root, 'assets'));
-  const second = runFcvm(['setup'], root);
+  const second = runCli(['setup'], fcvmEnv(root));
   assert.equal(second.status, 0, second.stderr);
   assert.doesNotMatch(second.stderr, /building/, 'nothing was rebuilt');
   assert.deepEqual(snapshotTree(join(root, 'assets')), before);
 
-  const check = runFcvm(['setup', '--check', '--json'], root);
+  const check = runCli(['setup', '--check', '--json'], fcvmEnv(root));
   assert.equal(check.status, 0, check.stderr);
   const report = JSON.parse(check.stdout) as {
     complete: boolean;
@@ -240,7 +234,7 @@ test('a second fcvm setup changes no asset file, and --check --json lists every 
 test('--check on an empty data dir reports every asset missing with exit status 1', (t) => {
   const root = scratchDir('empty');
   t.after(() => rmSync(root, { recursive: true, force: true }));
-  const check = runFcvm(['setup', '--check', '--json'], root);
+  const check = runCli(['setup', '--check', '--json'], fcvmEnv(root));
   assert.equal(check.status, 1, check.stderr);
   const report = JSON.parse(check.stdout) as { complete: boolean; assets: { present: boolean }[] };
   assert.equal(report.complete, false);
@@ -248,7 +242,7 @@ test('--check on an empty data dir reports every asset missing with exit status 
   assert.ok(report.assets.every((a) => !a.present));
 });
 
-test('--force rebuilds every asset and removes the scratch dirs of dead builds', (t) => {
+test('--force rebuilds every asset and removes the scratch dirs of dead builds', async (t) => {
   const root = scratchDir('force');
   t.after(() => rmSync(root, { recursive: true, force: true }));
   // Start from the shared assets (hard links: cheap, and the shared cache is left untouched) plus
@@ -261,7 +255,8 @@ test('--force rebuilds every asset and removes the scratch dirs of dead builds',
   const sharedBefore = snapshotTree(shared);
   const before = snapshotTree(join(root, 'assets'));
 
-  const forced = runFcvm(['setup', '--force'], root);
+  // Builds everything again (about a minute): no timeout on the CLI, but it runs no VM.
+  const forced = await runCliAsync(['setup', '--force'], fcvmEnv(root));
   assert.equal(forced.status, 0, forced.stderr);
   assert.match(forced.stderr, /removed the scratch directory of an interrupted build/);
   assert.throws(() => statSync(stale), /ENOENT/);

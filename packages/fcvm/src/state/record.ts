@@ -56,6 +56,13 @@ const VmConfigSchema = z.looseObject({
   user: z.string().nullable().default(null),
 });
 
+/** Only on `fcvm snapshot serve` records: where clones connect, and per-clone counters (src/uffd/). */
+const ServeInfoSchema = z.looseObject({
+  socket_path: z.string(),
+  memory_file: z.string(),
+  clones: z.array(z.record(z.string(), z.unknown())).default([]),
+});
+
 export const VmRecordSchema = z.looseObject({
   schema_version: z.number().int().default(SCHEMA_VERSION),
   vm_id: z.string().regex(/^[A-Za-z0-9_-]{1,80}$/),
@@ -75,6 +82,7 @@ export const VmRecordSchema = z.looseObject({
   created_at: z.string(),
   last_updated: z.string(),
   config: VmConfigSchema.default(() => VmConfigSchema.parse({})),
+  serve: ServeInfoSchema.optional(),
 });
 
 export type VmRecord = z.infer<typeof VmRecordSchema>;

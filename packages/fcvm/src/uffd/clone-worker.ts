@@ -20,6 +20,7 @@ function post(message: CloneWorkerMessage): void {
 /** Waits for a connection; undefined when the server stops first. */
 function acceptOne(): number | undefined {
   const polls = new PollSet([data.listenFd, data.stopFd]);
+  post({ type: 'waiting' });
   for (;;) {
     polls.wait(-1);
     if (polls.revents(1) !== 0) return undefined;

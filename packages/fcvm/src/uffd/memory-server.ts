@@ -72,8 +72,8 @@ export class MemoryServer {
     private readonly handshakeTimeoutMs: number,
   ) {}
 
-  /** Maps the memory file, binds the socket and starts waiting for clones. */
-  static start(options: MemoryServerOptions): MemoryServer {
+  /** Maps the memory file, binds the socket, and resolves once a worker waits for the first clone. */
+  static async start(options: MemoryServerOptions): Promise<MemoryServer> {
     const memory = mapMemoryFile(options.memoryFile);
     let listenFd = -1;
     let stopFd = -1;
@@ -86,7 +86,18 @@ export class MemoryServer {
       throw err;
     }
     const server = new MemoryServer(options.socketPath, memory, listenFd, stopFd, options.handshakeTimeoutMs ?? 30_000);
-    server.startStandby();
+    const standby = server.startStandby()!;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        standby.worker.on('message', (message: CloneWorkerMessage) => {
+          if (message.type === 'waiting') resolve();
+        });
+        standby.worker.once('exit', () => reject(new Error(standby.error ?? 'the first worker thread exited early')));
+      });
+    } catch (err) {
+      await server.stop();
+      throw err;
+    }
     return server;
   }
 
@@ -121,8 +132,9 @@ export class MemoryServer {
     if (this.memory.size > 0) munmap(this.memory.address, this.memory.size);
   }
 
-  private startStandby(): void {
-    if (this.stopping) return;
+  /** Starts the worker that takes the next connection. */
+  private startStandby(): CloneSlot | undefined {
+    if (this.stopping) return undefined;
     const id = this.nextId++;
     const stats = newStatsBuffer();
     const data: CloneWorkerData = {
@@ -160,10 +172,13 @@ export class MemoryServer {
         this.standbyRestart = setTimeout(() => this.startStandby(), STANDBY_RESTART_DELAY_MS);
       }
     });
+    return slot;
   }
 
   private onMessage(slot: CloneSlot, message: CloneWorkerMessage): void {
     switch (message.type) {
+      case 'waiting':
+        break;
       case 'accepted':
         slot.accepted = true;
         slot.peerPid = message.peerPid;

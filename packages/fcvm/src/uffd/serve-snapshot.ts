@@ -60,7 +60,7 @@ export async function startSnapshotServe(options: SnapshotServeOptions): Promise
   rmSync(socketPath, { force: true });
   let server: MemoryServer;
   try {
-    server = MemoryServer.start({ socketPath, memoryFile });
+    server = await MemoryServer.start({ socketPath, memoryFile });
   } catch (err) {
     throw new FcvmError('STATE', `Could not start the memory server for snapshot '${snapshot}' on ${socketPath}.`, {
       cause: err,

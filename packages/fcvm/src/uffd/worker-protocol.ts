@@ -22,6 +22,7 @@ export interface RegionSummary {
 }
 
 export type CloneWorkerMessage =
+  | { readonly type: 'waiting' }
   | { readonly type: 'accepted'; readonly peerPid: number | null }
   | { readonly type: 'serving'; readonly regions: readonly RegionSummary[] }
   | { readonly type: 'ended'; readonly reason: 'stopped' | 'peer-gone' | 'failed'; readonly message?: string };

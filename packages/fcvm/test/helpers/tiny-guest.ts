@@ -66,7 +66,8 @@ export interface TinyGuest {
 function cpioEntry(name: string, mode: number, data: Buffer, inode: number): Buffer {
   const field = (value: number): string => value.toString(16).padStart(8, '0');
   const nameBytes = Buffer.from(`${name}\0`);
-  const header = '070701' + [inode, mode, 0, 0, 1, 0, data.length, 0, 0, 0, 0, nameBytes.length, 0].map(field).join('');
+  const fields = [inode, mode, 0, 0, 1, 0, data.length, 0, 0, 0, 0, nameBytes.length, 0];
+  const header = `070701${fields.map(field).join('')}`;
   const pad = (length: number): Buffer => Buffer.alloc((4 - (length % 4)) % 4);
   const head = Buffer.concat([Buffer.from(header), nameBytes]);
   return Buffer.concat([head, pad(head.length), data, pad(data.length)]);

@@ -121,8 +121,12 @@ async function removeScope(hierarchy: MemoryHierarchy, scopePath: string): Promi
     }
   }
   await removeCgroupDir(scopePath);
+  await removeSliceIfEmpty(path.dirname(scopePath));
+}
+
+async function removeSliceIfEmpty(slicePath: string): Promise<void> {
   try {
-    await rmdir(path.dirname(scopePath));
+    await rmdir(slicePath);
   } catch (err) {
     // Other VMs' scopes keep the slice (ENOTEMPTY/EBUSY); ENOENT: another release removed it.
     const code = errnoCode(err);
@@ -252,6 +256,11 @@ export async function sweepStaleSwapScopes(
       const code = errnoCode(err);
       if (code !== 'ENOENT' && code !== 'EBUSY') log.warn(`Could not remove ${scopePath}: ${describe(err)}`);
     }
+  }
+  if (removed.length > 0) {
+    await removeSliceIfEmpty(slicePath).catch((err: unknown) => {
+      log.warn(`Could not remove ${slicePath}: ${describe(err)}`);
+    });
   }
   return removed;
 }

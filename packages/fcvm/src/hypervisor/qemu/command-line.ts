@@ -7,6 +7,7 @@
  * command line (auto-kernel-cmdline), so the guest needs no device tree or ACPI tables for them.
  */
 import { AGENT_PORT_NAME } from '@fcvm/protocol';
+import { FcvmError } from '../../errors.js';
 import type { DiskSpec, NetSpec, VmSpec } from '../types.js';
 
 /** How guest RAM is backed. */
@@ -115,6 +116,12 @@ function diskArgs(disk: DiskSpec, index: number): string[] {
 }
 
 function netArgs(net: NetSpec): string[] {
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(net.guestMac)) {
+    throw new FcvmError(
+      'CONFIG',
+      `The guest MAC address ${JSON.stringify(net.guestMac)} is not of the form 52:54:00:12:34:56.`,
+    );
+  }
   return [
     '-netdev',
     `tap,id=net0,ifname=${escapeOptionValue(net.tapDevice)},script=no,downscript=no`,

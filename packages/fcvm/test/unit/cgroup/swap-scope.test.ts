@@ -4,11 +4,17 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { findMemoryHierarchy } from '../../../src/cgroup/memory-hierarchy.js';
-import { disableSwap, SLICE_NAME, type SwapScope, scopeName } from '../../../src/cgroup/swap-scope.js';
+import {
+  disableSwap,
+  SLICE_NAME,
+  type SwapScope,
+  scopeName,
+  sweepStaleSwapScopes,
+} from '../../../src/cgroup/swap-scope.js';
 
 const hierarchy = findMemoryHierarchy();
 const slicePath = hierarchy === null ? '' : path.join(hierarchy.mountPoint, SLICE_NAME);
@@ -158,4 +164,25 @@ test('no memory controller: a warning and nothing created', async () => {
   assert.equal(scope.cgroupVersion, null);
   assert.match(scope.warnings[0]!, /no memory cgroup controller/);
   await scope.release();
+});
+
+test('the sweep removes empty scopes of dead VMMs and keeps those of live ones', async () => {
+  precondition();
+  const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+  const stale = path.join(slicePath, scopeName(pidMax + 7));
+  mkdirSync(stale, { recursive: true });
+  const child = await spawnSleeper();
+  const live = await disableSwap(child.pid!);
+  scopes.push(live);
+  try {
+    const removed = await sweepStaleSwapScopes();
+    assert.ok(removed.includes(stale), `swept: ${removed.join(', ')}`);
+    assert.equal(existsSync(stale), false);
+    assert.equal(existsSync(live.scopePath!), true, 'a live VMM keeps its scope');
+  } finally {
+    await killAndWait(child);
+    await live.release();
+    if (existsSync(stale)) rmdirSync(stale);
+  }
+  assert.deepEqual(ourScopesLeft([pidMax + 7, child.pid!]), []);
 });

@@ -36,6 +36,8 @@ export interface QemuMachine
   readonly tscKhz: number | null;
   readonly qmpSocketPath: string;
   readonly agentSocketPath: string;
+  /** Not on the command line: the socket the migration stream passes through during snapshots and restores. */
+  readonly migrationSocketPath: string;
   /** `paused`: CPUs held (`-S`) until QMP `cont`. `incoming`: wait for a migration stream (`-incoming defer`). */
   readonly start: 'paused' | 'incoming';
 }
@@ -43,11 +45,6 @@ export interface QemuMachine
 /** QEMU option values separate keys with commas; a literal comma is written twice. */
 export function escapeOptionValue(value: string): string {
   return value.replaceAll(',', ',,');
-}
-
-/** Quotes one word for /bin/sh, which QEMU runs for `exec:` migration URIs. */
-export function shellQuote(word: string): string {
-  return `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
 function hasParam(cmdline: string, name: string): boolean {

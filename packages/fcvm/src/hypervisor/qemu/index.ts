@@ -67,6 +67,7 @@ class QemuHypervisor implements Hypervisor {
       tscKhz: this.tscKhz,
       qmpSocketPath: socketPath(spec.vmDir, 'qmp.sock'),
       agentSocketPath: socketPath(spec.vmDir, 'agent.sock'),
+      migrationSocketPath: socketPath(spec.vmDir, 'migration.sock'),
       start,
     };
   }
@@ -123,6 +124,7 @@ class QemuHypervisor implements Hypervisor {
       async (vm, qmp) => {
         await loadVmState(qmp, spec.vmstatePath, {
           ignoreSharedRam: saved.kind === 'file',
+          socketPath: machine.migrationSocketPath,
           timeoutMs: LOAD_TIMEOUT_MS,
           processExited: vm.exited,
           signal,

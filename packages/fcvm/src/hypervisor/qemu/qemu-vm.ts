@@ -78,7 +78,8 @@ export class QemuVm implements VmHandle {
 
   private async cleanUp(): Promise<void> {
     this.qmp.close();
-    for (const socket of [this.machine.qmpSocketPath, this.machine.agentSocketPath]) {
+    const { qmpSocketPath, agentSocketPath, migrationSocketPath } = this.machine;
+    for (const socket of [qmpSocketPath, agentSocketPath, migrationSocketPath]) {
       try {
         await rm(socket, { force: true });
       } catch (err) {
@@ -115,6 +116,7 @@ export class QemuVm implements VmHandle {
     const ramFile = this.machine.memory.kind === 'file' ? this.machine.memory.path : null;
     await saveVmState(this.qmp, vmstatePath, {
       ignoreSharedRam: ramFile !== null,
+      socketPath: this.machine.migrationSocketPath,
       timeoutMs: SAVE_TIMEOUT_MS,
       processExited: this.exited,
     });
@@ -204,7 +206,8 @@ async function abandon(running: RunningQemu, qmp: QmpClient | undefined, machine
     if (errnoCode(err) !== 'ESRCH') throw err;
   }
   await running.exited;
-  await Promise.all([rm(machine.qmpSocketPath, { force: true }), rm(machine.agentSocketPath, { force: true })]);
+  const sockets = [machine.qmpSocketPath, machine.agentSocketPath, machine.migrationSocketPath];
+  await Promise.all(sockets.map((socket) => rm(socket, { force: true })));
 }
 
 /**

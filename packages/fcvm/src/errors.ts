@@ -19,6 +19,8 @@ export type FcvmErrorCode =
   | 'ASSETS_MISSING'
   | 'HYPERVISOR'
   | 'STATE'
+  /** The guest agent refused a request, or the channel to it broke or spoke another protocol. */
+  | 'AGENT'
   | 'INTERNAL';
 
 const EXIT_STATUS: Record<FcvmErrorCode, number> = {
@@ -31,6 +33,7 @@ const EXIT_STATUS: Record<FcvmErrorCode, number> = {
   ASSETS_MISSING: 1,
   HYPERVISOR: 1,
   STATE: 1,
+  AGENT: 1,
   INTERNAL: 1,
 };
 

@@ -20,6 +20,8 @@ export type FcvmErrorCode =
   | 'ASSET_BUILD'
   | 'HYPERVISOR'
   | 'STATE'
+  /** The guest agent refused a request, or the channel to it broke or spoke another protocol. */
+  | 'AGENT'
   | 'INTERNAL';
 
 const EXIT_STATUS: Record<FcvmErrorCode, number> = {
@@ -33,6 +35,7 @@ const EXIT_STATUS: Record<FcvmErrorCode, number> = {
   ASSET_BUILD: 1,
   HYPERVISOR: 1,
   STATE: 1,
+  AGENT: 1,
   INTERNAL: 1,
 };
 

@@ -20,6 +20,7 @@ export const FIRECRACKER_CAPABILITIES: Capabilities = Object.freeze({
   metadataService: true,
   channel: 'vsock',
   hardwareAccelerated: true,
+  diskFormats: ['raw'] as const,
 });
 
 export const SNAPSHOT_MEMORY_FILE = 'memory.bin';

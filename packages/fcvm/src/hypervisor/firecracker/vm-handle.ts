@@ -20,6 +20,8 @@ export const FIRECRACKER_CAPABILITIES: Capabilities = Object.freeze({
   metadataService: true,
   channel: 'vsock',
   hardwareAccelerated: true,
+  diskFormats: ['raw'] as const,
+  kernelFormat: 'vmlinux' as const,
 });
 
 export const SNAPSHOT_MEMORY_FILE = 'memory.bin';

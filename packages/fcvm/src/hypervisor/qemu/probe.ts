@@ -1,0 +1,87 @@
+/** Is a usable QEMU installed, and which version? */
+import { execFile } from 'node:child_process';
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { errnoCode } from '../../errors.js';
+
+const execFileAsync = promisify(execFile);
+
+export const DEFAULT_QEMU_BINARY = 'qemu-system-x86_64';
+
+/**
+ * Oldest QEMU this backend drives: microvm with `memory-backend`, virtio-serial-device and
+ * `x-ignore-shared` are all older, but 6.2 (Ubuntu 22.04) is the oldest we have a reason to expect.
+ */
+export const MIN_QEMU_VERSION = { major: 6, minor: 2 } as const;
+
+export interface QemuVersion {
+  readonly major: number;
+  readonly minor: number;
+  readonly patch: number;
+  readonly text: string;
+}
+
+export type QemuProbe =
+  | { readonly available: true; readonly binary: string; readonly version: QemuVersion }
+  | { readonly available: false; readonly binary: string; readonly reason: string };
+
+/** Parses the first line of `qemu-system-x86_64 --version`: "QEMU emulator version 7.2.22 (Debian ...)". */
+export function parseQemuVersion(output: string): QemuVersion | null {
+  const match = /QEMU emulator version (\d+)\.(\d+)(?:\.(\d+))?/.exec(output);
+  if (match === null) return null;
+  return {
+    major: Number(match[1]),
+    minor: Number(match[2]),
+    patch: Number(match[3] ?? 0),
+    text: `${match[1]}.${match[2]}.${match[3] ?? 0}`,
+  };
+}
+
+export function isSupportedQemuVersion(version: QemuVersion): boolean {
+  return (
+    version.major > MIN_QEMU_VERSION.major ||
+    (version.major === MIN_QEMU_VERSION.major && version.minor >= MIN_QEMU_VERSION.minor)
+  );
+}
+
+export async function probeQemu(binary: string = DEFAULT_QEMU_BINARY): Promise<QemuProbe> {
+  let stdout: string;
+  try {
+    ({ stdout } = await execFileAsync(binary, ['--version'], { timeout: 10_000 }));
+  } catch (err) {
+    const reason =
+      errnoCode(err) === 'ENOENT'
+        ? `${binary} is not installed (Debian: apt-get install qemu-system-x86)`
+        : `${binary} --version failed: ${err instanceof Error ? err.message : String(err)}`;
+    return { available: false, binary, reason };
+  }
+  const version = parseQemuVersion(stdout);
+  if (version === null) return { available: false, binary, reason: `${binary} --version printed no QEMU version` };
+  if (!isSupportedQemuVersion(version)) {
+    const min = `${MIN_QEMU_VERSION.major}.${MIN_QEMU_VERSION.minor}`;
+    return { available: false, binary, reason: `${binary} is QEMU ${version.text}; fcvm needs ${min} or newer` };
+  }
+  return { available: true, binary, version };
+}
+
+/** Whether a /proc/cpuinfo text shows hardware virtualisation (Intel VT-x `vmx`, AMD-V `svm`). */
+export function cpuHasVirtualization(cpuinfo: string): boolean {
+  return /^flags\s*:.*\b(vmx|svm)\b/m.test(cpuinfo);
+}
+
+/**
+ * Whether QEMU can run guests with KVM: /dev/kvm must be ours to open AND the CPU must offer
+ * hardware virtualisation. The second check matters on nested hosts: on the project's CI machines
+ * (themselves Firecracker guests) /dev/kvm opens and KVM_CREATE_VM succeeds, but the CPU has no
+ * vmx/svm and every KVM guest hangs in early boot (QEMU: "failed to set MSR 0x10a" with -cpu host).
+ */
+export async function kvmUsable(): Promise<boolean> {
+  try {
+    await access('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch {
+    // Absent or not ours: both simply mean software emulation.
+    return false;
+  }
+  return cpuHasVirtualization(await readFile('/proc/cpuinfo', 'utf8'));
+}

@@ -4,6 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { disableSwap, type SwapScope } from '../../cgroup/swap-scope.js';
 import { FcvmError } from '../../errors.js';
 import { log } from '../../log.js';
 import type { Hypervisor, RestoreSpec, VmHandle, VmSpec } from '../types.js';
@@ -76,6 +77,14 @@ function checkCommonSpec(spec: VmSpec | RestoreSpec): void {
   }
 }
 
+/** `--no-swap`: the VMM's own cgroup scope with swap off, before any guest memory is touched. */
+async function noSwapScope(spec: VmSpec | RestoreSpec, pid: number): Promise<SwapScope | null> {
+  if (!spec.noSwap) return null;
+  const scope = await disableSwap(pid);
+  for (const warning of scope.warnings) log.warn(warning);
+  return scope;
+}
+
 export class FirecrackerHypervisor implements Hypervisor {
   readonly kind = 'firecracker' as const;
   readonly capabilities = FIRECRACKER_CAPABILITIES;
@@ -119,7 +128,9 @@ export class FirecrackerHypervisor implements Hypervisor {
 
     const { vmm, client } = await this.start(spec, signal);
     const call: CallOptions = { signal };
+    let swapScope: SwapScope | null = null;
     try {
+      swapScope = await noSwapScope(spec, vmm.pid);
       await vmm.guard('configuration', async () => {
         await client.putLogger(loggerBody({ level: 'Info', showLevel: true }), call);
         await client.putMachineConfig(machine, call);
@@ -156,7 +167,7 @@ export class FirecrackerHypervisor implements Hypervisor {
         client.action('InstanceStart', { signal, timeoutMs: INSTANCE_START_TIMEOUT_MS }),
       );
     } catch (err) {
-      await this.abandon(vmm, vsockPath);
+      await this.abandon(vmm, vsockPath, swapScope);
       throw err;
     }
     log.debug(`VM ${spec.vmId}: firecracker ${vmm.pid} booted (v${formatVersion(this.version)})`);
@@ -167,6 +178,7 @@ export class FirecrackerHypervisor implements Hypervisor {
       hasMetadataService: spec.net !== null,
       vsockPath,
       paused: false,
+      swapScope,
     });
   }
 
@@ -205,12 +217,14 @@ export class FirecrackerHypervisor implements Hypervisor {
     });
 
     const { vmm, client } = await this.start(spec, signal);
+    let swapScope: SwapScope | null = null;
     try {
+      swapScope = await noSwapScope(spec, vmm.pid);
       await vmm.guard('configuration', () =>
         client.putLogger(loggerBody({ level: 'Info', showLevel: true }), { signal }),
       );
     } catch (err) {
-      await this.abandon(vmm, vsockPath);
+      await this.abandon(vmm, vsockPath, swapScope);
       throw err;
     }
     try {
@@ -218,7 +232,7 @@ export class FirecrackerHypervisor implements Hypervisor {
     } catch (err) {
       // Firecracker ends itself after any failed load; a process that lingers is killed.
       const exit = await vmm.exitWithin(FAILED_LOAD_EXIT_MS);
-      await this.abandon(vmm, vsockPath);
+      await this.abandon(vmm, vsockPath, swapScope);
       const reason = (err instanceof FirecrackerApiError ? err.faultMessage : (err as Error).message)
         .trim()
         .replace(/\.$/, '');
@@ -232,7 +246,7 @@ export class FirecrackerHypervisor implements Hypervisor {
       // The MMDS store is not part of a snapshot: fill it again.
       if (metadata) await vmm.guard('metadata update', () => client.putMmds(metadata, { signal }));
     } catch (err) {
-      await this.abandon(vmm, vsockPath);
+      await this.abandon(vmm, vsockPath, swapScope);
       throw err;
     }
     log.debug(`VM ${spec.vmId}: firecracker ${vmm.pid} restored from ${spec.vmstatePath}`);
@@ -243,13 +257,15 @@ export class FirecrackerHypervisor implements Hypervisor {
       hasMetadataService: spec.net !== null,
       vsockPath,
       paused: !spec.resume,
+      swapScope,
     });
   }
 
   /** Ends a process that never became a VM handle and removes its sockets. */
-  private async abandon(vmm: FirecrackerProcess, vsockPath: string): Promise<void> {
+  private async abandon(vmm: FirecrackerProcess, vsockPath: string, swapScope: SwapScope | null): Promise<void> {
     await vmm.killAndWait();
     removeSocket(vmm.apiSocketPath);
     removeSocket(vsockPath);
+    await swapScope?.release();
   }
 }

@@ -5,6 +5,7 @@
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { AGENT_VSOCK_PORT } from '@fcvm/protocol';
+import type { SwapScope } from '../../cgroup/swap-scope.js';
 import { FcvmError } from '../../errors.js';
 import { log } from '../../log.js';
 import type { Capabilities, SnapshotFiles, SnapshotTarget, VmExit, VmHandle } from '../types.js';
@@ -53,6 +54,8 @@ export interface VmHandleOptions {
   /** Where Firecracker listens for host-initiated vsock connections. */
   readonly vsockPath: string;
   readonly paused: boolean;
+  /** `--no-swap` scope holding the process; released when the process has exited. */
+  readonly swapScope: SwapScope | null;
 }
 
 export class FirecrackerVm implements VmHandle {
@@ -72,9 +75,13 @@ export class FirecrackerVm implements VmHandle {
     this.client = client;
     this.options = options;
     this.pid = vmm.pid;
-    this.exited = vmm.exited;
     this.vsockPath = options.vsockPath;
     this.paused = options.paused;
+    // However the process ends (stop(), a guest reboot, a crash), its empty scope is removed.
+    this.exited = vmm.exited.then(async (exit) => {
+      await options.swapScope?.release();
+      return exit;
+    });
   }
 
   /** The API client, for calls the interface does not cover (drive swaps, balloon). */
@@ -152,10 +159,9 @@ export class FirecrackerVm implements VmHandle {
         );
       }
     }
-    if (!exit) {
-      this.vmm.kill('SIGKILL');
-      exit = await this.vmm.exited;
-    }
+    if (!exit) this.vmm.kill('SIGKILL');
+    // `exited` also releases the --no-swap scope.
+    exit = await this.exited;
     removeSocket(this.vmm.apiSocketPath);
     removeSocket(this.vsockPath);
     return exit;

@@ -22,6 +22,8 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { findMemoryHierarchy } from '../../../src/cgroup/memory-hierarchy.js';
+import { SLICE_NAME, scopeName } from '../../../src/cgroup/swap-scope.js';
 import { dataDir as makeDataDir } from '../../../src/data-dir.js';
 import { isFcvmError } from '../../../src/errors.js';
 import { ENDPOINTS, FirecrackerApiError } from '../../../src/hypervisor/firecracker/api-client.js';
@@ -483,6 +485,24 @@ describe('Firecracker adapter against the fake Firecracker', () => {
     const vm = track(t, await s.hypervisor.boot({ ...s.spec, netnsPath: `/run/netns/${name}` }));
     const inode = statSync(`/run/netns/${name}`).ino;
     assert.equal(readlinkSync(`/proc/${vm.pid}/ns/net`), `net:[${inode}]`);
+  });
+
+  test('--no-swap puts Firecracker into its own swap-less scope, removed when the VM ends', async (t) => {
+    const hierarchy = findMemoryHierarchy();
+    assert.notEqual(hierarchy, null, 'this host has no memory cgroup controller');
+    const s = scenario();
+    const vm = track(t, await s.hypervisor.boot({ ...s.spec, noSwap: true }));
+    const scopeDir = join(hierarchy!.mountPoint, SLICE_NAME, scopeName(vm.pid));
+    const memoryLine = readFileSync(`/proc/${vm.pid}/cgroup`, 'utf8')
+      .split('\n')
+      .find((line) =>
+        hierarchy!.version === 2 ? line.startsWith('0::') : line.split(':')[1]?.split(',').includes('memory'),
+      );
+    assert.equal(memoryLine?.split(':')[2], `/${SLICE_NAME}/${scopeName(vm.pid)}`);
+    const setting = hierarchy!.version === 2 ? 'memory.swap.max' : 'memory.swappiness';
+    assert.equal(readFileSync(join(scopeDir, setting), 'utf8').trim(), '0');
+    await vm.stop();
+    assert.equal(existsSync(scopeDir), false, 'scope removed');
   });
 
   test('Firecracker dies with fcvm, even when fcvm is killed with SIGKILL', async (t) => {

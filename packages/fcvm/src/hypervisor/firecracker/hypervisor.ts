@@ -118,7 +118,9 @@ export class FirecrackerHypervisor implements Hypervisor {
       vcpus: spec.vcpus,
       memoryMib: spec.memoryMib,
       hugepages: spec.hugepages,
-      trackDirtyPages: spec.trackDirtyPages,
+      // The policy's hugepage guard (policy.ts) holds at boot too: dirty logging would split the
+      // guest's 2 MiB mappings into 4 KiB pages.
+      trackDirtyPages: spec.trackDirtyPages && !spec.hugepages,
     });
     const metadata =
       spec.net && spec.metadata !== undefined && spec.metadata !== null ? toMmdsContents(spec.metadata) : null;

@@ -22,6 +22,7 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { AGENT_VSOCK_PORT } from '@fcvm/protocol';
 import { findMemoryHierarchy } from '../../../src/cgroup/memory-hierarchy.js';
 import { SLICE_NAME, scopeName } from '../../../src/cgroup/swap-scope.js';
 import { dataDir as makeDataDir } from '../../../src/data-dir.js';
@@ -33,6 +34,7 @@ import { createFirecracker, probeFirecracker } from '../../../src/hypervisor/fir
 import { startFirecrackerProcess } from '../../../src/hypervisor/firecracker/process.js';
 import { parseVersion } from '../../../src/hypervisor/firecracker/version.js';
 import type { FirecrackerVm } from '../../../src/hypervisor/firecracker/vm-handle.js';
+import { connectHybridVsock, VsockConnectError } from '../../../src/hypervisor/firecracker/vsock.js';
 import type { RestoreSpec, VmHandle, VmSpec } from '../../../src/hypervisor/types.js';
 import { checkKvm } from '../../../src/sys/kvm.js';
 import { isSameProcessAlive } from '../../../src/util/proc.js';
@@ -166,6 +168,20 @@ describe('Firecracker adapter against the fake Firecracker', () => {
     assert.equal(await readLine(channel), 'hello-from-guest\n');
     channel.write('ping\n');
     assert.equal(await readLine(channel), 'ping\n');
+  });
+
+  test('agent channel: a port nobody listens on is "no listener", and openChannel honours its abort signal', async (t) => {
+    const s = scenario({ FAKE_FC_GUEST_PORTS: '' });
+    const vm = track(t, (await s.hypervisor.boot(s.spec)) as FirecrackerVm);
+    await assert.rejects(
+      connectHybridVsock(vm.vsockPath, AGENT_VSOCK_PORT, { timeoutMs: 2000 }),
+      (err) => err instanceof VsockConnectError && err.failure === 'no-listener',
+    );
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 300);
+    const started = Date.now();
+    await assert.rejects(vm.openChannel(controller.signal), /cancelled/);
+    assert.ok(Date.now() - started < 3000, 'stopped retrying when aborted');
   });
 
   test('pause, snapshot, resume, stop: files written, Ctrl-Alt-Del ends the VM, no socket or process left', async (t) => {
@@ -327,6 +343,18 @@ describe('Firecracker adapter against the fake Firecracker', () => {
     assert.match(log, /snapshot load failed, exiting/);
     await assertGone(Number(/ pid (\d+) listening/.exec(log)?.[1]));
     assert.equal(existsSync(join(s.spec.vmDir, 'firecracker.sock')), false);
+  });
+
+  test('a hugepage VM boots with huge_pages 2M and never with dirty tracking', async (t) => {
+    const s = scenario();
+    track(t, await s.hypervisor.boot({ ...s.spec, hugepages: true, trackDirtyPages: true }));
+    assert.deepEqual(s.requests().find((r) => r.path === '/machine-config')?.body, {
+      vcpu_count: 2,
+      mem_size_mib: 256,
+      smt: false,
+      track_dirty_pages: false,
+      huge_pages: '2M',
+    });
   });
 
   test('refusals before spawning: hugepage snapshot with File memory, missing state file, qcow2 disk', async () => {

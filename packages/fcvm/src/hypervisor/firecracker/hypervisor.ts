@@ -11,6 +11,7 @@ import type { Hypervisor, RestoreSpec, VmHandle, VmSpec } from '../types.js';
 import {
   bootSourceBody,
   driveBody,
+  drivePatchBody,
   entropyBody,
   loggerBody,
   machineConfigBody,
@@ -207,11 +208,13 @@ export class FirecrackerHypervisor implements Hypervisor {
     }
     // The vsock path (ours, or the snapshot's) must not exist when the load binds it.
     removeSocket(vsockPath);
+    // Disks are re-pointed to the clone's own files after the load; the guest must not run before.
+    const resumeOnLoad = spec.resume && spec.disks.length === 0;
     const body = snapshotLoadBody(this.version, {
       vmstatePath: spec.vmstatePath,
       memory: spec.memory,
       trackDirtyPages: spec.trackDirtyPages,
-      resume: spec.resume,
+      resume: resumeOnLoad,
       ...(spec.net && canMoveTap
         ? { networkOverrides: [{ ifaceId: GUEST_IFACE_ID, tapDevice: spec.net.tapDevice }] }
         : {}),
@@ -245,8 +248,15 @@ export class FirecrackerHypervisor implements Hypervisor {
       );
     }
     try {
-      // The MMDS store is not part of a snapshot: fill it again.
-      if (metadata) await vmm.guard('metadata update', () => client.putMmds(metadata, { signal }));
+      await vmm.guard('post-restore configuration', async () => {
+        // The snapshot records each drive by the path it had; the clone gets the files its spec names.
+        for (const disk of spec.disks) {
+          await client.patchDrive(drivePatchBody({ id: disk.id, path: disk.path }), { signal });
+        }
+        // The MMDS store is not part of a snapshot: fill it again.
+        if (metadata) await client.putMmds(metadata, { signal });
+        if (spec.resume && !resumeOnLoad) await client.setVmState('Resumed', { signal, timeoutMs: 30_000 });
+      });
     } catch (err) {
       await this.abandon(vmm, vsockPath, swapScope);
       throw err;

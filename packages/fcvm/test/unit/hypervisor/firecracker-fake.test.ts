@@ -244,12 +244,15 @@ describe('Firecracker adapter against the fake Firecracker', () => {
 
     const cloneDir = join(s.dir, 'clone');
     mkdirSync(cloneDir);
+    const cloneDisk = join(cloneDir, 'rootfs.raw');
+    writeFileSync(cloneDisk, 'clone disk');
     const restoreSpec: RestoreSpec = {
       ...s.spec,
       vmId: 'clone1',
       vmDir: cloneDir,
       consoleLogPath: join(cloneDir, 'console.log'),
       net: { tapDevice: 'tap-clone1', guestMac: '02:fc:00:00:00:01' },
+      disks: [{ id: 'rootfs', path: cloneDisk, readOnly: false, format: 'raw' }],
       metadata: { latest: { 'restore-epoch': '7' } },
       vmstatePath: files.vmstatePath,
       memory: { backend: 'file', path: files.memoryPath },
@@ -266,6 +269,15 @@ describe('Firecracker adapter against the fake Firecracker', () => {
       network_overrides: [{ iface_id: 'eth0', host_dev_name: 'tap-clone1' }],
       vsock_override: { uds_path: join(cloneDir, 'vsock.sock') },
     });
+    const afterLoad = s.requests().slice(s.requests().findIndex((r) => r.path === '/snapshot/load'));
+    assert.deepEqual(
+      afterLoad.map((r) => `${r.method} ${r.path} ${JSON.stringify(r.body)}`),
+      [
+        `PUT /snapshot/load ${JSON.stringify(load?.body)}`,
+        `PATCH /drives/rootfs ${JSON.stringify({ drive_id: 'rootfs', path_on_host: cloneDisk })}`,
+        `PUT /mmds ${JSON.stringify({ latest: { 'restore-epoch': '7' } })}`,
+      ],
+    );
     assert.equal((await clone.api.describeInstance()).state, 'Paused');
     assert.deepEqual(await clone.api.getMmds(), { latest: { 'restore-epoch': '7' } });
     await clone.resume();
@@ -296,7 +308,7 @@ describe('Firecracker adapter against the fake Firecracker', () => {
     mkdirSync(cloneDir);
     const clone = track(
       t,
-      await s.hypervisor.restore({
+      (await s.hypervisor.restore({
         ...s.spec,
         vmId: 'uffd1',
         vmDir: cloneDir,
@@ -305,12 +317,20 @@ describe('Firecracker adapter against the fake Firecracker', () => {
         memory: { backend: 'uffd', socketPath: uffdSocket },
         trackDirtyPages: true,
         resume: true,
-      }),
+      })) as FirecrackerVm,
     );
     assert.deepEqual(s.requests().find((r) => r.path === '/snapshot/load')?.body?.mem_backend, {
       backend_type: 'Uffd',
       backend_path: uffdSocket,
     });
+    // With disks to re-point, the guest is resumed only after the drives were patched.
+    const tail = s
+      .requests()
+      .slice(-4)
+      .map((r) => `${r.method} ${r.path} ${r.status}`);
+    assert.deepEqual(tail, ['PUT /snapshot/load 204', 'PATCH /drives/rootfs 204', 'PUT /mmds 204', 'PATCH /vm 204']);
+    assert.equal(s.requests().find((r) => r.path === '/snapshot/load')?.body?.resume_vm, false);
+    assert.equal((await clone.api.describeInstance()).state, 'Running');
     for (let i = 0; i < 50 && handshakes.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
     assert.match(handshakes.join(''), /"page_size":4096/);
     await clone.stop({ graceMs: 0 });

@@ -131,7 +131,7 @@ export class FirecrackerApiClient {
     this.version = version;
   }
 
-  /** Checks a body against fcvm's schema and the version gates. Exported through the client for tests. */
+  /** Checks a body against fcvm's schema and the version gates (public: the conformance test runs it too). */
   checkBody<E extends EndpointName>(endpoint: E, body: EndpointBody<E>): EndpointBody<E> {
     const parsed = ENDPOINTS[endpoint].schema.safeParse(body);
     if (!parsed.success) {

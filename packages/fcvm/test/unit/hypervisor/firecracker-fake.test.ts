@@ -610,7 +610,7 @@ setInterval(() => {}, 1000);
   });
 
   // Runs last: checks what the adapter really sent in all the tests above, not only what its builders produce.
-  test('every body the adapter sent in these tests conforms to firecracker.yaml', { skip: specSkipReason }, () => {
+  test('every body the adapter sent in these tests conforms to firecracker.yaml', { skip: specSkipReason }, (t) => {
     const validatorFor = loadSpecValidators();
     const routes = Object.values(ENDPOINTS).map((e) => ({
       ...e,
@@ -642,5 +642,6 @@ setInterval(() => {}, 1000);
       }
     }
     assert.ok(checked > 100, `only ${checked} bodies checked`);
+    t.diagnostic(`${checked} bodies sent by the adapter checked against the spec`);
   });
 });

@@ -22,7 +22,14 @@ import {
 } from './api-bodies.js';
 import { type CallOptions, FirecrackerApiError } from './api-client.js';
 import { RESOURCE_ID_PATTERN, TAP_NAME_MAX } from './api-schemas.js';
-import { type FirecrackerProcess, removeSocket, startFirecrackerProcess, VSOCK_SOCKET_NAME } from './process.js';
+import {
+  API_SOCKET_NAME,
+  assertSocketPathFits,
+  type FirecrackerProcess,
+  removeSocket,
+  startFirecrackerProcess,
+  VSOCK_SOCKET_NAME,
+} from './process.js';
 import { type FirecrackerVersion, formatVersion, supports } from './version.js';
 import { FIRECRACKER_CAPABILITIES, FirecrackerVm, toMmdsContents } from './vm-handle.js';
 
@@ -61,7 +68,12 @@ export interface FirecrackerHypervisorOptions {
   readonly socketWaitMs?: number;
 }
 
+/** Room for `_<port>` after the vsock path: guest-initiated connections go to `<uds_path>_<port>`. */
+const VSOCK_PORT_SUFFIX_MAX = '_4294967295'.length;
+
 function checkCommonSpec(spec: VmSpec | RestoreSpec): void {
+  assertSocketPathFits(join(spec.vmDir, API_SOCKET_NAME));
+  assertSocketPathFits(join(spec.vmDir, VSOCK_SOCKET_NAME), VSOCK_PORT_SUFFIX_MAX);
   if (spec.net && spec.net.tapDevice.length > TAP_NAME_MAX) {
     throw new FcvmError('USAGE', `TAP device name ${spec.net.tapDevice} is longer than ${TAP_NAME_MAX} characters.`);
   }

@@ -169,6 +169,22 @@ export function readLogTail(path: string, lines = 20): string {
   }
 }
 
+/** `sockaddr_un.sun_path` holds 108 bytes including the terminating NUL. */
+const UNIX_SOCKET_PATH_MAX = 107;
+
+/**
+ * Refuses socket paths the kernel cannot bind, before anything is started. `reserve` leaves room
+ * for suffixes derived from the path (vsock listeners are `<uds_path>_<port>`).
+ */
+export function assertSocketPathFits(path: string, reserve = 0): void {
+  const length = Buffer.byteLength(path);
+  if (length + reserve <= UNIX_SOCKET_PATH_MAX) return;
+  throw new FcvmError(
+    'USAGE',
+    `The socket path ${path} is ${length} bytes long, too long for a Unix socket (at most ${UNIX_SOCKET_PATH_MAX - reserve} here); use a shorter data directory (FCVM_DATA_DIR).`,
+  );
+}
+
 /** Removes a socket file; "already gone" is success. */
 export function removeSocket(path: string): void {
   rmSync(path, { force: true });
@@ -189,6 +205,7 @@ export async function startFirecrackerProcess(
   options: StartOptions = {},
 ): Promise<{ vmm: FirecrackerProcess; client: FirecrackerApiClient }> {
   const apiSocketPath = join(spec.vmDir, API_SOCKET_NAME);
+  assertSocketPathFits(apiSocketPath);
   // Firecracker refuses to start when its socket path exists; a stale one is from a dead run.
   removeSocket(apiSocketPath);
 

@@ -390,6 +390,10 @@ describe('Firecracker adapter against the fake Firecracker', () => {
       /raw disk images only/,
     );
     await assert.rejects(s.hypervisor.boot({ ...s.spec, hugepages: true, memoryMib: 255 }), /even number of MiB/);
+    await assert.rejects(
+      s.hypervisor.boot({ ...s.spec, vmDir: join(s.dir, 'x'.repeat(100)) }),
+      /too long for a Unix socket .* use a shorter data directory/,
+    );
     assert.deepEqual(s.requests(), [], 'no Firecracker was started');
   });
 

@@ -108,6 +108,26 @@ export type UffdEvent =
   | { readonly kind: 'remove'; readonly start: number; readonly end: number }
   | { readonly kind: 'other'; readonly event: number };
 
+/*
+ * Field readers for the i-th `struct uffd_msg` in a buffer filled by read(2). The fault path uses
+ * these rather than decodeUffdMessage so that it allocates nothing per event.
+ */
+export function uffdMessageEvent(buf: Buffer, index: number): number {
+  return buf.readUInt8(index * UFFD_MSG_SIZE);
+}
+
+export function uffdFaultAddress(buf: Buffer, index: number): number {
+  return readU64(buf, index * UFFD_MSG_SIZE + 16);
+}
+
+export function uffdRemoveStart(buf: Buffer, index: number): number {
+  return readU64(buf, index * UFFD_MSG_SIZE + 8);
+}
+
+export function uffdRemoveEnd(buf: Buffer, index: number): number {
+  return readU64(buf, index * UFFD_MSG_SIZE + 16);
+}
+
 /** Decodes the i-th `struct uffd_msg` of a buffer filled by read(2). */
 export function decodeUffdMessage(buf: Buffer, index: number): UffdEvent {
   const base = index * UFFD_MSG_SIZE;

@@ -26,7 +26,16 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from '../sys/mman.js';
-import { decodeUffdMessage, UFFD_MSG_SIZE, type UffdEvent, UffdOperations } from '../sys/uffd.js';
+import {
+  UFFD_EVENT_PAGEFAULT,
+  UFFD_EVENT_REMOVE,
+  UFFD_MSG_SIZE,
+  UffdOperations,
+  uffdFaultAddress,
+  uffdMessageEvent,
+  uffdRemoveEnd,
+  uffdRemoveStart,
+} from '../sys/uffd.js';
 import type { CloneStatsWriter } from './clone-stats.js';
 import { type GuestRegion, PAGE_SIZE_2M, PAGE_SIZE_4K } from './handshake.js';
 import { RemovedRanges } from './removed-ranges.js';
@@ -145,15 +154,17 @@ class FaultServer {
       if (n < 0) throw new CloneFailure(`reading the userfaultfd failed with errno ${-n}`);
       if (n === 0) return;
       const count = Math.floor(n / UFFD_MSG_SIZE);
-      for (let i = 0; i < count; i++) this.accept(decodeUffdMessage(this.events, i));
+      for (let i = 0; i < count; i++) this.accept(i);
       if (count < EVENTS_PER_READ) return;
     }
   }
 
-  private accept(event: UffdEvent): void {
-    if (event.kind === 'pagefault') this.pending.push(event.address);
-    else if (event.kind === 'remove') {
-      this.removed.add(event.start, event.end);
+  /** Takes in the index-th message of the last read. */
+  private accept(index: number): void {
+    const event = uffdMessageEvent(this.events, index);
+    if (event === UFFD_EVENT_PAGEFAULT) this.pending.push(uffdFaultAddress(this.events, index));
+    else if (event === UFFD_EVENT_REMOVE) {
+      this.removed.add(uffdRemoveStart(this.events, index), uffdRemoveEnd(this.events, index));
       this.options.stats.add('removes');
     }
     // Firecracker negotiates no other event (FORK, REMAP, UNMAP need features it never requests).

@@ -22,4 +22,6 @@ export function releaseLeftovers(record: VmRecord, dir: DataDir): void {
     }
   }
   rmSync(dir.vmDir(record.vm_id), { recursive: true, force: true });
+  // A memory server (fcvm snapshot serve) killed without its shutdown leaves its socket behind.
+  if (record.serve) rmSync(record.serve.socket_path, { force: true });
 }

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 const SOURCE_DIR = new URL('.', import.meta.url).pathname;
 
-/** Compiles `<name>.c` from this directory into `outDir`; returns the binary's path. */
+/** Compiles `<name>.c` from this directory (fc-like-client, minimal-c-handler) into `outDir`; returns the binary. */
 export async function compileC(name: string, outDir: string): Promise<string> {
   const binary = join(outDir, name);
   await run('gcc', ['-O2', '-Wall', '-pthread', '-o', binary, join(SOURCE_DIR, `${name}.c`)]);

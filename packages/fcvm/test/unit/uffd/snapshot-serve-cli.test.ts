@@ -172,6 +172,15 @@ describe('fcvm snapshot serve', () => {
     assert.deepEqual(await serveRecords(), []);
   });
 
+  test('a server killed by SIGKILL leaves a socket and a record that the next snapshot ls removes', async (t) => {
+    const serve = await startServe(t);
+    serve.child.kill('SIGKILL');
+    await serve.exited;
+    assert.equal(existsSync(serve.socket), true);
+    assert.deepEqual(await serveRecords(), []);
+    assert.equal(existsSync(serve.socket), false);
+  });
+
   test('two Ctrl-C within 3 s stop a server that still has a clone; one Ctrl-C stops an idle one', async (t) => {
     const serve = await startServe(t);
     const held = startHeldClient(client, { socket: serve.socket, memory, regions: [4 * MiB] });

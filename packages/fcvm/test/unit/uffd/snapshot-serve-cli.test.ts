@@ -116,6 +116,22 @@ describe('fcvm snapshot serve', () => {
     assert.match(result.stderr, /Snapshot 'nothing-here' was not found/);
   });
 
+  test('a data directory too long for a Unix socket path fails with a clear sentence (exit 2)', async () => {
+    const longRoot = join(dataDir, 'a-data-directory-whose-path-is-far-too-long-to-hold-a-unix-socket-name-x');
+    mkdirSync(join(longRoot, 'snapshots', 'warm'), { recursive: true });
+    writeFileSync(join(longRoot, 'snapshots', 'warm', 'memory.bin'), randomBytes(4096));
+    const result = await run(FCVM, ['snapshot', 'serve', 'warm'], {
+      env: { ...process.env, FCVM_DATA_DIR: longRoot },
+    }).then(
+      () => assert.fail('should fail'),
+      (err: { code: number; stderr: string }) => err,
+    );
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /a Unix socket path holds at most 107/);
+    const records = readdirSync(join(longRoot, 'state')).filter((name) => name.endsWith('.json'));
+    assert.deepEqual(records, [], 'no record is left');
+  });
+
   test('serves clones, shows their stats in snapshot ls --json, and leaves nothing after SIGTERM', async (t) => {
     const serve = await startServe(t);
     assert.ok(existsSync(serve.socket));

@@ -124,10 +124,8 @@ class FaultServer {
           this.drainEvents();
           this.servePending();
         } catch (err) {
-          if (err instanceof CloneFailure) {
-            this.options.stats.add('errors');
-            return { reason: 'failed', message: err.message };
-          }
+          // The caller counts the failure in the clone's stats.
+          if (err instanceof CloneFailure) return { reason: 'failed', message: err.message };
           throw err;
         }
         if (this.peerGone) return { reason: 'peer-gone' };
@@ -222,7 +220,10 @@ class FaultServer {
     const available = memory.size - fileOffset;
     if (this.removed.overlaps(page, pageSize) || available <= 0) {
       const errno = this.zeroFill(page, pageSize);
-      if (errno === 0) stats.add('zero_pages');
+      if (errno === 0) {
+        stats.add('zero_pages');
+        stats.add('bytes', pageSize);
+      }
       return errno;
     }
     let source = memory.address + fileOffset;
@@ -244,9 +245,7 @@ class FaultServer {
       fillMemory(source, 0, PAGE_SIZE_2M);
       this.hugeScratch!.zeroed = true;
     }
-    const errno = this.ops.copy(page, source, pageSize);
-    if (errno === 0) this.options.stats.add('bytes', pageSize);
-    return errno;
+    return this.ops.copy(page, source, pageSize);
   }
 
   /** A 2 MiB anonymous buffer for zero and partial huge pages, mapped on first need. */

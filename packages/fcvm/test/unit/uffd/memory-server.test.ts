@@ -85,6 +85,7 @@ describe('memory server', () => {
       // Every page was served exactly once or (threads racing on one page) more; zero pages past the file's end.
       assert.ok(clone.faults >= (8 * MiB) / PAGE, `faults ${clone.faults}`);
       assert.equal(clone.zero_pages, Math.floor((8 * MiB - fileSize) / PAGE));
+      assert.equal(clone.bytes, 8 * MiB, 'each page is filled once; a racing second fault gets EEXIST');
       assert.equal(clone.regions.length, 2);
       assert.deepEqual(
         clone.regions.map((r) => r.offset),

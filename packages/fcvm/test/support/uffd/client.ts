@@ -35,6 +35,8 @@ export interface ClientOptions {
   readonly dieAfter?: number;
   readonly removeCheck?: boolean;
   readonly latency?: boolean;
+  /** Close the socket right after the handshake, as Firecracker did before 1.12. */
+  readonly closeSocket?: boolean;
   readonly timeoutMs?: number;
 }
 
@@ -65,6 +67,7 @@ export function clientArgs(options: ClientOptions): string[] {
   if (options.dieAfter !== undefined) args.push('--die-after', String(options.dieAfter));
   if (options.removeCheck) args.push('--remove-check');
   if (options.latency) args.push('--latency');
+  if (options.closeSocket) args.push('--close-socket');
   return args;
 }
 

@@ -8,7 +8,7 @@
  *
  * usage: fc-like-client --socket PATH --memory FILE --regions SIZE[,SIZE...] [--page-size N]
  *          [--touch seq|random|threads] [--threads N] [--die-after PAGES] [--remove-check]
- *          [--hold] [--latency]
+ *          [--hold] [--latency] [--close-socket]
  * Prints one JSON line on success; exits 1 with a message on stderr on any mismatch or error.
  */
 #define _GNU_SOURCE
@@ -142,7 +142,7 @@ static int cmp_u64(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
   const char *socket_path = NULL, *memory_path = NULL, *region_list = NULL, *mode = "seq";
-  int threads = 4, remove_check = 0, hold = 0, latency = 0;
+  int threads = 4, remove_check = 0, hold = 0, latency = 0, close_socket = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -156,6 +156,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--remove-check")) remove_check = 1;
     else if (!strcmp(a, "--hold")) hold = 1;
     else if (!strcmp(a, "--latency")) latency = 1;
+    else if (!strcmp(a, "--close-socket")) close_socket = 1;
     else { fprintf(stderr, "fc-like-client: unknown argument %s\n", a); return 2; }
   }
   if (!socket_path || !memory_path || !region_list) failx("--socket, --memory and --regions are required");
@@ -218,7 +219,9 @@ int main(int argc, char **argv) {
   cmsg->cmsg_len = CMSG_LEN(sizeof(int));
   memcpy(CMSG_DATA(cmsg), &uffd, sizeof(int));
   if (sendmsg(sock, &msg, 0) != (ssize_t)len) fail("sendmsg");
-  /* Like Firecracker >= 1.12: the socket stays open for the life of the process. */
+  /* Like Firecracker >= 1.12: the socket stays open for the life of the process; before 1.12 it was
+   * closed right after sending (--close-socket). */
+  if (close_socket) close(sock);
 
   size_t pages = total_pages();
   uint64_t *lat = latency ? malloc(pages * sizeof *lat) : NULL;

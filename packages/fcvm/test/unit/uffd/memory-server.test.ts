@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type CloneInfo, MemoryServer } from '../../../src/uffd/memory-server.js';
-import { buildClient, type ClientOptions, runClient } from '../../support/uffd/client.js';
+import { buildClient, type ClientOptions, runClient, startHeldClient } from '../../support/uffd/client.js';
 import { reserveHugePages } from '../../support/uffd/hugepages.js';
 
 const MiB = 1024 * 1024;
@@ -92,6 +92,16 @@ describe('memory server', () => {
         [0, 4 * MiB],
       );
     }
+  });
+
+  test('keeps serving a client that closes the socket after the handshake (Firecracker before 1.12)', async (t) => {
+    const { server, base } = await startServer(t, 'oldfc', 4 * MiB);
+    const held = startHeldClient(client, { ...base, regions: [4 * MiB], touch: 'random', closeSocket: true });
+    await held.ready;
+    assert.equal(server.clones()[0]?.state, 'serving', 'a closed socket alone does not end the clone');
+    assert.equal(await held.release(), 0);
+    await until('the clone ended once its process exited', () => allEnded(server, 1));
+    assert.equal(server.clones()[0]?.state, 'ended');
   });
 
   test('pages given back (REMOVE events) read as zeros afterwards', async (t) => {

@@ -11,12 +11,14 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -33,6 +35,8 @@ static uint64_t field(const char *obj, const char *key) {
 
 int main(int argc, char **argv) {
   if (argc != 3) { fprintf(stderr, "usage: %s SOCKET MEMORY_FILE\n", argv[0]); return 2; }
+  /* Never outlive the test or benchmark that started us. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
   int mfd = open(argv[2], O_RDONLY);
   struct stat st;
   if (mfd < 0 || fstat(mfd, &st) != 0) die("memory file");

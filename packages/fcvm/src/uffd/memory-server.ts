@@ -111,8 +111,9 @@ export class MemoryServer {
 
   /** Every clone this server has seen (the most recent ended ones included), with its counters. */
   clones(): CloneInfo[] {
-    const all = [...this.ended, ...[...this.slots.values()].filter((slot) => slot.accepted)];
-    return all.sort((a, b) => a.id - b.id).map(describe);
+    // A slot that just ended is in both lists until its thread has exited.
+    const all = new Set([...this.ended, ...[...this.slots.values()].filter((slot) => slot.accepted)]);
+    return [...all].sort((a, b) => a.id - b.id).map(describe);
   }
 
   /** Stops every worker, then releases the socket, the mapping and the eventfd. Idempotent. */

@@ -56,6 +56,13 @@ const VmConfigSchema = z.looseObject({
   user: z.string().nullable().default(null),
 });
 
+/** Only on `fcvm snapshot serve` records: where clones connect, and per-clone counters (src/uffd/). */
+const ServeInfoSchema = z.looseObject({
+  socket_path: z.string(),
+  memory_file: z.string(),
+  clones: z.array(z.record(z.string(), z.unknown())).default([]),
+});
+
 export const VmRecordSchema = z.looseObject({
   schema_version: z.number().int().default(SCHEMA_VERSION),
   vm_id: z.string().regex(/^[A-Za-z0-9_-]{1,80}$/),
@@ -72,9 +79,11 @@ export const VmRecordSchema = z.looseObject({
     .array(z.looseObject({ pid: z.number().int().positive(), start_time: z.number().int(), role: z.string() }))
     .default([]),
   holder_pid: z.number().int().nullable().default(null),
-  created_at: z.string(),
-  last_updated: z.string(),
+  /** ISO timestamps; filled in by the registry when absent. */
+  created_at: z.string().default(() => new Date().toISOString()),
+  last_updated: z.string().default(() => new Date().toISOString()),
   config: VmConfigSchema.default(() => VmConfigSchema.parse({})),
+  serve: ServeInfoSchema.optional(),
 });
 
 export type VmRecord = z.infer<typeof VmRecordSchema>;

@@ -139,7 +139,9 @@ export function toRunRequest(image: string, trailing: readonly string[], raw: Ra
   return {
     name: raw.name,
     image,
-    command: raw.cmd !== undefined ? splitShellWords(raw.cmd) : [...trailing],
+    // `IMAGE -- CMD...`: the separator is not part of the command.
+    command:
+      raw.cmd !== undefined ? splitShellWords(raw.cmd) : trailing[0] === '--' ? trailing.slice(1) : [...trailing],
     vcpus: raw.cpu,
     memoryMib: raw.mem,
     hugepages: raw.hugepages === true,

@@ -158,5 +158,6 @@ export async function createQemu(options: QemuOptions = {}): Promise<Hypervisor>
     channel: 'virtio-serial',
     // The per-VM handle reports what QEMU actually got (query-kvm); this is the expectation.
     hardwareAccelerated: kvm,
+    diskFormats: ['raw', 'qcow2'],
   });
 }

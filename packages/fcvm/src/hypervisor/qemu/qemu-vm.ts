@@ -253,6 +253,7 @@ export async function startQemuVm(
       metadataService: false,
       channel: 'virtio-serial',
       hardwareAccelerated: kvm.enabled,
+      diskFormats: ['raw', 'qcow2'],
     };
     const vm = new QemuVm(capabilities, machine, running, qmp, swapScope);
     await setUp(vm, qmp);

@@ -1,9 +1,9 @@
 /** Is a usable QEMU installed, and which version? */
 import { execFile } from 'node:child_process';
-import { constants } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { errnoCode } from '../../errors.js';
+import { checkKvm } from '../../sys/kvm.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -71,17 +71,13 @@ export function cpuHasVirtualization(cpuinfo: string): boolean {
 }
 
 /**
- * Whether QEMU can run guests with KVM: /dev/kvm must be ours to open AND the CPU must offer
- * hardware virtualisation. The second check matters on nested hosts: on the project's CI machines
- * (themselves Firecracker guests) /dev/kvm opens and KVM_CREATE_VM succeeds, but the CPU has no
- * vmx/svm and every KVM guest hangs in early boot (QEMU: "failed to set MSR 0x10a" with -cpu host).
+ * Whether QEMU can run guests with KVM: /dev/kvm must work (sys/kvm.ts: opens, API 12,
+ * KVM_CREATE_VM) AND the CPU must offer hardware virtualisation. The second check matters on nested
+ * hosts: on the project's CI machines (themselves Firecracker guests) /dev/kvm passes every check
+ * above, but the CPU has no vmx/svm and every KVM guest hangs in early boot (QEMU warns that the host
+ * lacks CPUID features, or fails with "failed to set MSR 0x10a" under -cpu host).
  */
 export async function kvmUsable(): Promise<boolean> {
-  try {
-    await access('/dev/kvm', constants.R_OK | constants.W_OK);
-  } catch {
-    // Absent or not ours: both simply mean software emulation.
-    return false;
-  }
+  if (!checkKvm().usable) return false;
   return cpuHasVirtualization(await readFile('/proc/cpuinfo', 'utf8'));
 }

@@ -115,7 +115,7 @@ export class QemuVm implements VmHandle {
     }
     const memoryPath = path.join(target.dir, 'memory.bin');
     const vmstatePath = path.join(target.dir, 'vmstate.bin');
-    // Created up front: the snapshot files get mode 0600, whatever the umask of QEMU's shell.
+    // Created up front with mode 0600 (guest memory is in it); 'wx': never overwrite an older snapshot.
     await writeFile(vmstatePath, '', { mode: 0o600, flag: 'wx' });
     // Only a shared RAM file holds the guest's memory. A clone maps its snapshot's file privately: its
     // own changes live in anonymous copy-on-write pages, so its RAM has to travel in the stream.

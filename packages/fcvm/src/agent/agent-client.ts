@@ -122,6 +122,14 @@ export class AgentClient {
     this.session.destroy();
   }
 
+  /**
+   * A raw frame stream to the agent, for relaying a session another fcvm process runs (fcvm exec
+   * reaches a VM through the process that owns it: vm/control-server.ts).
+   */
+  openRelayStream(path: string): http2.ClientHttp2Stream {
+    return this.openFrameStream(path);
+  }
+
   private openFrameStream(path: string): http2.ClientHttp2Stream {
     return this.session.request({ ':method': 'POST', ':path': path, 'content-type': FRAMES_CONTENT_TYPE });
   }

@@ -6,12 +6,15 @@ import type { FcvmConfig, HypervisorChoice } from '../config.js';
 import type { DataDir } from '../data-dir.js';
 import { FcvmError } from '../errors.js';
 import { log } from '../log.js';
-import { createFirecracker, probeFirecracker } from './firecracker/index.js';
-import { versionCacheFile } from './firecracker/index.js';
+import { createFirecracker, probeFirecracker, versionCacheFile } from './firecracker/index.js';
 import { createQemu, probeQemu } from './qemu/index.js';
 import type { Hypervisor } from './types.js';
 
-export async function selectHypervisor(choice: HypervisorChoice, config: FcvmConfig, dir: DataDir): Promise<Hypervisor> {
+export async function selectHypervisor(
+  choice: HypervisorChoice,
+  config: FcvmConfig,
+  dir: DataDir,
+): Promise<Hypervisor> {
   const effective = choice === 'auto' ? config.default_hypervisor : choice;
   const firecrackerOptions = { dataDir: dir, configuredBinary: config.firecracker.binary };
   if (effective === 'firecracker') return createFirecracker(firecrackerOptions);
@@ -35,7 +38,10 @@ export async function selectHypervisor(choice: HypervisorChoice, config: FcvmCon
 async function createQemuChecked(config: FcvmConfig): Promise<Hypervisor> {
   const probe = await probeQemu(config.qemu.binary);
   if (!probe.available) {
-    throw new FcvmError('MISSING_HOST_TOOL', `QEMU cannot be used: ${probe.reason}; install it with: apt-get install qemu-system-x86.`);
+    throw new FcvmError(
+      'MISSING_HOST_TOOL',
+      `QEMU cannot be used: ${probe.reason}; install it with: apt-get install qemu-system-x86.`,
+    );
   }
   return createQemu({ binary: probe.binary });
 }

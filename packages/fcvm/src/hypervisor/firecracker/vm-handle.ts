@@ -21,6 +21,7 @@ export const FIRECRACKER_CAPABILITIES: Capabilities = Object.freeze({
   channel: 'vsock',
   hardwareAccelerated: true,
   diskFormats: ['raw'] as const,
+  kernelFormat: 'vmlinux' as const,
 });
 
 export const SNAPSHOT_MEMORY_FILE = 'memory.bin';

@@ -159,5 +159,6 @@ export async function createQemu(options: QemuOptions = {}): Promise<Hypervisor>
     // The per-VM handle reports what QEMU actually got (query-kvm); this is the expectation.
     hardwareAccelerated: kvm,
     diskFormats: ['raw', 'qcow2'],
+    kernelFormat: 'bzimage',
   });
 }

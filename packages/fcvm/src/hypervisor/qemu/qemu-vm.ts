@@ -254,6 +254,7 @@ export async function startQemuVm(
       channel: 'virtio-serial',
       hardwareAccelerated: kvm.enabled,
       diskFormats: ['raw', 'qcow2'],
+      kernelFormat: 'bzimage',
     };
     const vm = new QemuVm(capabilities, machine, running, qmp, swapScope);
     await setUp(vm, qmp);

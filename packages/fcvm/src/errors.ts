@@ -17,8 +17,11 @@ export type FcvmErrorCode =
   | 'CONFIG'
   | 'MISSING_HOST_TOOL'
   | 'ASSETS_MISSING'
+  | 'ASSET_BUILD'
   | 'HYPERVISOR'
   | 'STATE'
+  /** The guest agent refused a request, or the channel to it broke or spoke another protocol. */
+  | 'AGENT'
   | 'INTERNAL';
 
 const EXIT_STATUS: Record<FcvmErrorCode, number> = {
@@ -29,8 +32,10 @@ const EXIT_STATUS: Record<FcvmErrorCode, number> = {
   NOT_FOUND: 3,
   MISSING_HOST_TOOL: 1,
   ASSETS_MISSING: 1,
+  ASSET_BUILD: 1,
   HYPERVISOR: 1,
   STATE: 1,
+  AGENT: 1,
   INTERNAL: 1,
 };
 

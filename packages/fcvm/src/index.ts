@@ -1,4 +1,16 @@
 /** The fcvm library: what the CLI commands (and other programs) call. */
+
+export {
+  type AssetPaths,
+  type AssetStatus,
+  checkAssets,
+  createAgentInitrd,
+  ensureAssets,
+  type InjectedFile,
+  locateAgentBundle,
+  resolveLocalImage,
+  TEST_IMAGE_REF,
+} from './assets/index.js';
 export { type FcvmConfig, loadConfig } from './config.js';
 export { type DataDir, dataDir, defaultDataDirRoot, ensureDataDir } from './data-dir.js';
 export { FcvmError, type FcvmErrorCode, isFcvmError } from './errors.js';

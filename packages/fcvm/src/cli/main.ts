@@ -63,7 +63,10 @@ export function buildProgram(getContext: () => CliContext): Command {
   program.addCommand(completionsCommand(() => program));
 
   applyToAll(program, (command) => {
-    command.exitOverride();
+    command.exitOverride((err) => {
+      helpHint.set(err, commandPath(command));
+      throw err;
+    });
     command.configureOutput({ outputError: () => {} });
   });
   return program;
@@ -79,6 +82,9 @@ export function commandPath(command: Command): string {
   for (let c: Command | null = command; c; c = c.parent) names.unshift(c.name());
   return names.join(' ');
 }
+
+/** Which command's --help to point to, per commander error. */
+const helpHint = new WeakMap<CommanderError, string>();
 
 /** Commander's messages start with "error: "; we print one sentence with a pointer to --help. */
 function commanderMessage(err: CommanderError): string {
@@ -111,7 +117,7 @@ function reportError(err: unknown): number {
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0) return 0;
     // A command group without its subcommand: commander printed the group's help to stderr.
     if (err.code === 'commander.help') return 2;
-    process.stderr.write(`fcvm: ${commanderMessage(err)} See 'fcvm --help'.\n`);
+    process.stderr.write(`fcvm: ${commanderMessage(err)} See '${helpHint.get(err) ?? 'fcvm'} --help'.\n`);
     return 2;
   }
   if (isFcvmError(err)) {

@@ -27,6 +27,10 @@ export interface Capabilities {
   readonly channel: 'vsock' | 'virtio-serial';
   /** KVM acceleration in use (false: software emulation, e.g. QEMU TCG). */
   readonly hardwareAccelerated: boolean;
+  /** Disk image formats the VMM reads; qcow2 lets a VM's root disk be a tiny overlay. */
+  readonly diskFormats: readonly ('raw' | 'qcow2')[];
+  /** Kernel image the VMM boots: an uncompressed ELF vmlinux, or the distribution's compressed bzImage. */
+  readonly kernelFormat: 'vmlinux' | 'bzimage';
 }
 
 export interface DiskSpec {

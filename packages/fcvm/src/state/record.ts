@@ -79,8 +79,9 @@ export const VmRecordSchema = z.looseObject({
     .array(z.looseObject({ pid: z.number().int().positive(), start_time: z.number().int(), role: z.string() }))
     .default([]),
   holder_pid: z.number().int().nullable().default(null),
-  created_at: z.string(),
-  last_updated: z.string(),
+  /** ISO timestamps; filled in by the registry when absent. */
+  created_at: z.string().default(() => new Date().toISOString()),
+  last_updated: z.string().default(() => new Date().toISOString()),
   config: VmConfigSchema.default(() => VmConfigSchema.parse({})),
   serve: ServeInfoSchema.optional(),
 });

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
-import { notImplemented, usageError } from '../../errors.js';
+import { usageError } from '../../errors.js';
+import { execInVm } from '../../vm/exec.js';
 import { defineAction } from '../action.js';
 import type { CliContext } from '../context.js';
 import { parseName, parsePid } from '../parse.js';
@@ -38,9 +39,14 @@ export function execCommand(getContext: () => CliContext): Command {
 
   return defineAction(command, async (argv: string[], raw: RawOptions) => {
     const request = toExecRequest(argv, raw);
-    void request;
-    void getContext;
-    throw notImplemented('Running commands in a VM (fcvm exec)');
+    const context = getContext();
+    return execInVm(request, {
+      dataDir: context.dataDir,
+      registry: context.registry(),
+      stdin: process.stdin,
+      stdout: process.stdout,
+      stderr: process.stderr,
+    });
   });
 }
 

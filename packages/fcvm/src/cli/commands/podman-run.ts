@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { HYPERVISOR_CHOICES, type HypervisorChoice } from '../../config.js';
-import { FcvmError, notImplemented, usageError } from '../../errors.js';
+import { FcvmError, usageError } from '../../errors.js';
+import { runContainer } from '../../vm/run.js';
 import type { RunRequest } from '../../vm/run-request.js';
 import { defineAction } from '../action.js';
 import type { CliContext } from '../context.js';
@@ -20,6 +21,7 @@ import {
   splitCommas,
   type VolumeMapping,
 } from '../parse.js';
+import { createSetupProgressView } from '../setup-progress.js';
 
 interface RawOptions {
   name: string;
@@ -97,9 +99,21 @@ export function podmanRunCommand(getContext: () => CliContext): Command {
 
   return defineAction(command, async (image: string, trailing: string[], raw: RawOptions) => {
     const request = toRunRequest(image, trailing, raw);
-    void request;
-    void getContext;
-    throw notImplemented('Running a container (fcvm podman run)');
+    const context = getContext();
+    const view = createSetupProgressView();
+    try {
+      return await runContainer(request, {
+        dataDir: context.dataDir,
+        config: context.config,
+        registry: context.registry(),
+        onSetupProgress: view.onEvent,
+        stdin: process.stdin,
+        stdout: process.stdout,
+        stderr: process.stderr,
+      });
+    } finally {
+      view.stop();
+    }
   });
 }
 
@@ -139,7 +153,9 @@ export function toRunRequest(image: string, trailing: readonly string[], raw: Ra
   return {
     name: raw.name,
     image,
-    command: raw.cmd !== undefined ? splitShellWords(raw.cmd) : [...trailing],
+    // `IMAGE -- CMD...`: the separator is not part of the command.
+    command:
+      raw.cmd !== undefined ? splitShellWords(raw.cmd) : trailing[0] === '--' ? trailing.slice(1) : [...trailing],
     vcpus: raw.cpu,
     memoryMib: raw.mem,
     hugepages: raw.hugepages === true,

@@ -1,0 +1,123 @@
+/**
+ * One interactive session (exec or container attach) seen from the agent: frames in from the
+ * host's request body, frames out in the response body, with back-pressure on output.
+ */
+import type { ServerHttp2Stream } from 'node:http2';
+import type { Readable } from 'node:stream';
+import {
+  decodeJsonPayload,
+  encodeDataFrames,
+  encodeJsonFrame,
+  FRAMES_CONTENT_TYPE,
+  type Frame,
+  FrameDecoder,
+  FrameType,
+  HOST_FRAME_TYPES,
+  type WireError,
+} from '@fcvm/protocol';
+import { describeError, logLine } from './log.js';
+
+export class FrameStream {
+  private readonly stream: ServerHttp2Stream;
+  private readonly decoder = new FrameDecoder(HOST_FRAME_TYPES);
+  private frameHandler: (frame: Frame) => void = () => {};
+  private finished = false;
+  /** Aborted when the host's side of the session is gone (stream reset, session broken). */
+  readonly gone = new AbortController();
+
+  constructor(stream: ServerHttp2Stream) {
+    this.stream = stream;
+    stream.respond({ ':status': 200, 'content-type': FRAMES_CONTENT_TYPE });
+    stream.on('data', (chunk: Buffer) => {
+      let frames: Frame[];
+      try {
+        frames = this.decoder.push(chunk);
+      } catch (err) {
+        this.fail({ code: 'BAD_MESSAGE', message: describeError(err) });
+        return;
+      }
+      for (const frame of frames) this.frameHandler(frame);
+    });
+    stream.on('close', () => this.gone.abort());
+    stream.on('error', (err) => logLine(`session stream: ${describeError(err)}`));
+  }
+
+  /** Frames from the host, in order. Buffered data is delivered only after this is set. */
+  onFrame(handler: (frame: Frame) => void): void {
+    this.frameHandler = handler;
+  }
+
+  /** The first frame, which must be Start; its JSON payload is returned unparsed. */
+  firstStart(): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.gone.signal.addEventListener('abort', () => reject(new Error('session closed before its start frame')));
+      this.onFrame((frame) => {
+        if (frame.type !== FrameType.Start) {
+          reject(new Error(`the first frame must be Start, got 0x${frame.type.toString(16)}`));
+          return;
+        }
+        try {
+          resolve(decodeJsonPayload(frame));
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
+  }
+
+  /** Stops reading the host's frames (the process's stdin is full). */
+  pauseInput(): void {
+    this.stream.pause();
+  }
+
+  resumeInput(): void {
+    this.stream.resume();
+  }
+
+  get isOpen(): boolean {
+    return !this.finished && !this.gone.signal.aborted;
+  }
+
+  sendJson(type: FrameType, message: unknown): void {
+    if (this.isOpen) this.stream.write(encodeJsonFrame(type, message));
+  }
+
+  /** Sends one chunk of output; false asks the producer to wait for `drained()`. */
+  sendData(type: FrameType, chunk: Buffer): boolean {
+    if (!this.isOpen) return true;
+    let ok = true;
+    for (const frame of encodeDataFrames(type, chunk)) ok = this.stream.write(frame);
+    return ok;
+  }
+
+  drained(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.isOpen) return resolve();
+      const done = (): void => {
+        this.stream.off('drain', done);
+        this.gone.signal.removeEventListener('abort', done);
+        resolve();
+      };
+      this.stream.on('drain', done);
+      this.gone.signal.addEventListener('abort', done);
+    });
+  }
+
+  /** Copies `source` into frames of `type` until it ends, pausing it while the host is slow. */
+  async forward(source: Readable, type: FrameType): Promise<void> {
+    for await (const chunk of source) {
+      if (!this.sendData(type, chunk as Buffer)) await this.drained();
+    }
+  }
+
+  /** Last frame of a session: Exit or Error, then the response ends. */
+  finish(type: typeof FrameType.Exit | typeof FrameType.Error, message: unknown): void {
+    if (!this.isOpen) return;
+    this.stream.end(encodeJsonFrame(type, message));
+    this.finished = true;
+  }
+
+  fail(error: WireError): void {
+    this.finish(FrameType.Error, error);
+  }
+}

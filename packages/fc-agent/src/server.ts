@@ -1,0 +1,196 @@
+/**
+ * The agent's side of a host session: HTTP/2 server over one byte stream, the hello handshake
+ * (token + protocol version), the restore check, and the routes. One AgentServer lives as long as
+ * the agent; serveSession() is called once per host connection.
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import http2 from 'node:http2';
+import type { Duplex } from 'node:stream';
+import {
+  type HelloRequest,
+  type HelloResponse,
+  JSON_CONTENT_TYPE,
+  MessageValidationError,
+  PROTOCOL_VERSION,
+  parseBootPlan,
+  parseHelloRequest,
+  Route,
+  WIRE_ERROR_STATUS,
+  type WireError,
+} from '@fcvm/protocol';
+import { ExecRejected, launchInVm, serveExec } from './exec-server.js';
+import { FrameStream } from './frame-stream.js';
+import { describeError, logLine } from './log.js';
+import { PlanConflict, type PlanRunner } from './plan.js';
+
+export interface AgentServerOptions {
+  readonly token: string;
+  readonly agentVersion: string;
+  readonly plan: PlanRunner;
+  /** Runs when a hello carries a restore epoch the agent has not seen (restore.ts in the guest). */
+  readonly onRestore: (hello: HelloRequest) => Promise<void>;
+  /** Spec of the first epoch this agent serves; 0 at cold boot. */
+  readonly initialRestoreEpoch?: number;
+}
+
+const MAX_JSON_BODY = 1024 * 1024;
+
+export class AgentServer {
+  private readonly options: AgentServerOptions;
+  private readonly bootId = randomBytes(8).toString('hex');
+  private restoreEpoch: number;
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+
+  constructor(options: AgentServerOptions) {
+    this.options = options;
+    this.restoreEpoch = options.initialRestoreEpoch ?? 0;
+  }
+
+  /** Serves one host session on `stream`; resolves when it has ended, however it ended. */
+  serveSession(stream: Duplex): Promise<void> {
+    const server = http2.createServer();
+    const authenticated = new WeakSet<http2.Http2Session>();
+    return new Promise((resolve) => {
+      server.on('session', (session) => {
+        this.sessions.add(session);
+        session.on('error', (err) => logLine(`session error: ${describeError(err)}`));
+        session.on('close', () => {
+          this.sessions.delete(session);
+          resolve();
+        });
+      });
+      server.on('stream', (httpStream, headers) => {
+        const session = httpStream.session;
+        if (session === undefined) return;
+        this.route(httpStream, headers, session, authenticated).catch((err: unknown) => {
+          const code = err instanceof MessageValidationError ? 'BAD_MESSAGE' : 'INTERNAL';
+          logLine(`request ${String(headers[':path'])} failed: ${describeError(err)}`);
+          respondError(httpStream, { code, message: describeError(err) });
+        });
+      });
+      // A stream that ends before HTTP/2 even starts still counts as a finished session.
+      stream.once('close', () => resolve());
+      server.emit('connection', stream);
+    });
+  }
+
+  /** Ends every open session (agent shutdown). */
+  closeSessions(): void {
+    for (const session of this.sessions) session.destroy();
+  }
+
+  private async route(
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    session: http2.Http2Session,
+    authenticated: WeakSet<http2.Http2Session>,
+  ): Promise<void> {
+    const path = headers[':path'];
+    const method = headers[':method'];
+    if (path === Route.Hello && method === 'POST') {
+      await this.hello(stream, session, authenticated);
+      return;
+    }
+    if (!authenticated.has(session)) {
+      respondError(stream, { code: 'UNAUTHENTICATED', message: 'the session has not said hello with the VM token' });
+      session.close();
+      return;
+    }
+    const plan = this.options.plan;
+    if (path === Route.Status && method === 'GET') {
+      respondJson(stream, 200, await plan.status(this.restoreEpoch));
+    } else if (path === Route.Plan && method === 'POST') {
+      const body = await readJsonBody(stream);
+      try {
+        plan.accept(parseBootPlan(body));
+      } catch (err) {
+        if (err instanceof PlanConflict) return respondError(stream, { code: 'CONFLICT', message: err.message });
+        throw err;
+      }
+      respondJson(stream, 202, {});
+    } else if (path === Route.Attach && method === 'POST') {
+      await plan.attach(new FrameStream(stream));
+    } else if (path === Route.Exec && method === 'POST') {
+      await serveExec(new FrameStream(stream), (spec) => {
+        if (spec.inVm) return launchInVm(spec);
+        if (!plan.isRunning) throw new ExecRejected('CONFLICT', 'the container is not running');
+        return plan.execLaunch(spec);
+      });
+    } else if (path === Route.Poweroff && method === 'POST') {
+      await readJsonBody(stream);
+      respondJson(stream, 202, {});
+      plan.requestPoweroff();
+    } else {
+      respondError(stream, { code: 'NOT_FOUND', message: `no route ${String(method)} ${String(path)}` });
+    }
+  }
+
+  private async hello(
+    stream: http2.ServerHttp2Stream,
+    session: http2.Http2Session,
+    authenticated: WeakSet<http2.Http2Session>,
+  ): Promise<void> {
+    const hello = parseHelloRequest(await readJsonBody(stream));
+    if (!tokensMatch(hello.token, this.options.token)) {
+      logLine('rejected a session with a wrong token');
+      respondError(stream, { code: 'UNAUTHENTICATED', message: 'the VM token is wrong' });
+      session.close();
+      return;
+    }
+    if (hello.protocolVersion !== PROTOCOL_VERSION) {
+      respondError(stream, {
+        code: 'PROTOCOL_VERSION',
+        message: `fc-agent speaks protocol version ${PROTOCOL_VERSION}, the host speaks ${hello.protocolVersion}`,
+      });
+      session.close();
+      return;
+    }
+    const restored = hello.restoreEpoch !== this.restoreEpoch;
+    if (restored) {
+      logLine(`restore epoch ${this.restoreEpoch} -> ${hello.restoreEpoch}: running the restore sequence`);
+      await this.options.onRestore(hello);
+      this.restoreEpoch = hello.restoreEpoch;
+    }
+    authenticated.add(session);
+    const response: HelloResponse = {
+      protocolVersion: PROTOCOL_VERSION,
+      agentVersion: this.options.agentVersion,
+      bootId: this.bootId,
+      restored,
+      phase: (await this.options.plan.status(this.restoreEpoch)).phase,
+    };
+    respondJson(stream, 200, response);
+  }
+}
+
+function tokensMatch(given: string, expected: string): boolean {
+  const a = Buffer.from(given, 'utf8');
+  const b = Buffer.from(expected, 'utf8');
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+async function readJsonBody(stream: http2.ServerHttp2Stream): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_JSON_BODY) throw new MessageValidationError('body', `exceeds ${MAX_JSON_BODY} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  try {
+    return text === '' ? {} : JSON.parse(text);
+  } catch {
+    throw new MessageValidationError('body', 'must be valid JSON');
+  }
+}
+
+function respondJson(stream: http2.ServerHttp2Stream, status: number, body: unknown): void {
+  if (stream.destroyed || stream.headersSent) return;
+  stream.respond({ ':status': status, 'content-type': JSON_CONTENT_TYPE });
+  stream.end(JSON.stringify(body));
+}
+
+function respondError(stream: http2.ServerHttp2Stream, error: WireError): void {
+  respondJson(stream, WIRE_ERROR_STATUS[error.code], { error });
+}

@@ -1,0 +1,185 @@
+/**
+ * The host's client of fc-agent. It speaks the @fcvm/protocol contract over any byte stream (the
+ * socket VmHandle.openChannel() returns, or a Unix socket in tests) and knows nothing of VMMs.
+ *
+ *   const client = await AgentClient.connect(await vm.openChannel(), { token });   // hello
+ *   await client.sendPlan(plan);                    // cold boot only (hello.phase === 'waiting-plan')
+ *   const exit = await client.attach(io);           // container output -> io, resolves with its exit
+ *   await client.poweroff(); client.close();
+ */
+import http2 from 'node:http2';
+import type { Duplex } from 'node:stream';
+import {
+  AGENT_AUTHORITY,
+  type AgentStatus,
+  type AttachSpec,
+  type BootPlan,
+  type ExecSpec,
+  type ExitReport,
+  FRAMES_CONTENT_TYPE,
+  type HelloRequest,
+  type HelloResponse,
+  JSON_CONTENT_TYPE,
+  PROTOCOL_VERSION,
+  parseAgentStatus,
+  parseHelloResponse,
+  Route,
+} from '@fcvm/protocol';
+import { FcvmError } from '../errors.js';
+import { log } from '../log.js';
+import { agentErrorFromBody } from './agent-error.js';
+import { runFrameSession } from './frame-session.js';
+import type { SessionIo } from './session-io.js';
+
+export interface ConnectOptions {
+  /** The VM's token, as injected into the guest at /run/fcvm/token. */
+  readonly token: string;
+  /** 0 at cold boot; the host increases it with every restore of the VM. */
+  readonly restoreEpoch?: number;
+  /** Defaults to PROTOCOL_VERSION; other values exist for tests of the mismatch path. */
+  readonly protocolVersion?: number;
+  /** Bounds the handshake (default 30 s; a restore sequence runs inside it). */
+  readonly timeoutMs?: number;
+}
+
+const DEFAULT_HELLO_TIMEOUT_MS = 30_000;
+
+export class AgentClient {
+  readonly hello: HelloResponse;
+  private readonly session: http2.ClientHttp2Session;
+
+  private constructor(session: http2.ClientHttp2Session, hello: HelloResponse) {
+    this.session = session;
+    this.hello = hello;
+  }
+
+  /** Opens an HTTP/2 session on `stream` and authenticates. The stream belongs to the client afterwards. */
+  static async connect(stream: Duplex, options: ConnectOptions): Promise<AgentClient> {
+    const session = http2.connect(AGENT_AUTHORITY, { createConnection: () => stream });
+    // Session errors also fail the requests in flight, which report them; here they are only logged.
+    session.on('error', (err) => log.debug(`agent channel: ${err.message}`));
+    const request: HelloRequest = {
+      protocolVersion: options.protocolVersion ?? PROTOCOL_VERSION,
+      token: options.token,
+      hostTimeMs: Date.now(),
+      restoreEpoch: options.restoreEpoch ?? 0,
+    };
+    try {
+      const body = await requestJson(session, 'POST', Route.Hello, request, options.timeoutMs);
+      const hello = parseHelloResponse(body);
+      if (hello.protocolVersion !== PROTOCOL_VERSION) {
+        throw new FcvmError(
+          'AGENT',
+          `The guest agent speaks protocol version ${hello.protocolVersion}, this fcvm speaks ${PROTOCOL_VERSION}: recreate the VM or snapshot with this fcvm.`,
+        );
+      }
+      return new AgentClient(session, hello);
+    } catch (err) {
+      session.destroy();
+      throw err;
+    }
+  }
+
+  async status(): Promise<AgentStatus> {
+    return parseAgentStatus(await requestJson(this.session, 'GET', Route.Status, null));
+  }
+
+  async sendPlan(plan: BootPlan): Promise<void> {
+    await requestJson(this.session, 'POST', Route.Plan, plan);
+  }
+
+  /**
+   * Attaches to the container's run session: the container starts (if it has not yet), its output
+   * goes to `io` untouched, and the promise settles with its exit report. A newer attach (from a
+   * later session) ends this one with an AGENT error.
+   */
+  attach(io: SessionIo): Promise<ExitReport> {
+    const spec: AttachSpec = { terminal: io.terminal?.size() ?? null };
+    return runFrameSession(this.openFrameStream(Route.Attach), spec, io);
+  }
+
+  /** Runs one command in the container or the VM; settles with its exit report. */
+  exec(spec: Omit<ExecSpec, 'terminal'>, io: SessionIo): Promise<ExitReport> {
+    const full: ExecSpec = { ...spec, terminal: io.terminal?.size() ?? null };
+    return runFrameSession(this.openFrameStream(Route.Exec), full, io);
+  }
+
+  /** Tells the agent the host is done: it removes the container and powers the VM off. */
+  async poweroff(): Promise<void> {
+    await requestJson(this.session, 'POST', Route.Poweroff, {});
+  }
+
+  /** Ends the session after in-flight requests finish. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.session.closed || this.session.destroyed) return resolve();
+      this.session.close(() => resolve());
+    });
+  }
+
+  /** Ends the session now. */
+  destroy(): void {
+    this.session.destroy();
+  }
+
+  /**
+   * A raw frame stream to the agent, for relaying a session another fcvm process runs (fcvm exec
+   * reaches a VM through the process that owns it: vm/control-server.ts).
+   */
+  openRelayStream(path: string): http2.ClientHttp2Stream {
+    return this.openFrameStream(path);
+  }
+
+  private openFrameStream(path: string): http2.ClientHttp2Stream {
+    return this.session.request({ ':method': 'POST', ':path': path, 'content-type': FRAMES_CONTENT_TYPE });
+  }
+}
+
+function requestJson(
+  session: http2.ClientHttp2Session,
+  method: 'GET' | 'POST',
+  path: string,
+  body: unknown,
+  timeoutMs = DEFAULT_HELLO_TIMEOUT_MS,
+): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const headers: http2.OutgoingHttpHeaders = { ':method': method, ':path': path };
+    if (body !== null) headers['content-type'] = JSON_CONTENT_TYPE;
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = session.request(headers, { endStream: body === null });
+    } catch (err) {
+      reject(new FcvmError('AGENT', `The channel to fc-agent is closed (${path}).`, { cause: err }));
+      return;
+    }
+    stream.setTimeout(timeoutMs, () => {
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      reject(new FcvmError('AGENT', `fc-agent did not answer ${path} within ${timeoutMs / 1000} s.`));
+    });
+    let status = 0;
+    const chunks: Buffer[] = [];
+    stream.on('response', (responseHeaders) => {
+      status = Number(responseHeaders[':status']);
+    });
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('end', () => {
+      const text = Buffer.concat(chunks);
+      if (status < 200 || status > 299) {
+        reject(agentErrorFromBody(status, text));
+        return;
+      }
+      try {
+        resolve(text.length === 0 ? {} : JSON.parse(text.toString('utf8')));
+      } catch (err) {
+        reject(new FcvmError('AGENT', `fc-agent answered ${path} with invalid JSON.`, { cause: err }));
+      }
+    });
+    stream.on('error', (err) => {
+      reject(new FcvmError('AGENT', `The channel to fc-agent broke during ${path}: ${err.message}`, { cause: err }));
+    });
+    stream.on('close', () => {
+      if (status === 0) reject(new FcvmError('AGENT', `The channel to fc-agent closed during ${path}.`));
+    });
+    if (body !== null) stream.end(JSON.stringify(body));
+  });
+}

@@ -1,0 +1,195 @@
+/**
+ * Boots one VM with the agent in it, for any caller that needs a running guest (`podman run`
+ * today; clones later). Every resource is registered on the returned cleanup stack the moment it
+ * exists, so a failure at any step (or a signal) releases exactly what was acquired.
+ *
+ *   VM dir -> registry record -> CoW root disk -> per-VM initrd (agent + token) -> VMM
+ *   -> agent session (hello) -> control socket for `fcvm exec`
+ */
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { GUEST_RUN_DIR, GUEST_TOKEN_PATH } from '@fcvm/protocol';
+import { AgentClient } from '../agent/agent-client.js';
+import { type AssetPaths, createAgentInitrd, locateAgentBundle } from '../assets/index.js';
+import type { FcvmConfig, HypervisorChoice } from '../config.js';
+import type { DataDir } from '../data-dir.js';
+import { FcvmError } from '../errors.js';
+import { selectHypervisor } from '../hypervisor/select.js';
+import type { DiskSpec, VmHandle } from '../hypervisor/types.js';
+import { log } from '../log.js';
+import { newVmId, type VmRecordInput } from '../state/record.js';
+import type { Registry } from '../state/registry.js';
+import { processStartTime } from '../util/proc.js';
+import type { CleanupStack } from './cleanup-stack.js';
+import { CONTROL_SOCKET_NAME, startControlServer } from './control-server.js';
+import { createCowDisk } from './disk.js';
+import { guestRamPath } from './leftovers.js';
+
+export interface LaunchOptions {
+  readonly name: string;
+  readonly vcpus: number;
+  readonly memoryMib: number;
+  readonly hugepages: boolean;
+  readonly noSwap: boolean;
+  readonly hypervisor: HypervisorChoice;
+  readonly kernelPath: string | null;
+  /** Read-only disks after the root disk (guest /dev/vdb, /dev/vdc, ...). */
+  readonly extraDisks: readonly Omit<DiskSpec, 'format'>[];
+  /** Fields of the registry record's `config` (image, labels, tty, ...). */
+  readonly recordConfig: NonNullable<VmRecordInput['config']>;
+}
+
+export interface LaunchedVm {
+  readonly vmId: string;
+  readonly vmDir: string;
+  readonly consoleLogPath: string;
+  readonly vm: VmHandle;
+  readonly agent: AgentClient;
+  /** Releases everything above in reverse order; idempotent. */
+  readonly cleanup: CleanupStack;
+}
+
+/** Console logs of ended VMs kept in <data>/logs. */
+const KEPT_LOGS = 20;
+
+export async function launchVm(
+  env: { dataDir: DataDir; config: FcvmConfig; registry: Registry; assets: AssetPaths },
+  options: LaunchOptions,
+  cleanup: CleanupStack,
+  signal: AbortSignal,
+): Promise<LaunchedVm> {
+  const { dataDir, registry, assets } = env;
+  const hypervisor = await selectHypervisor(options.hypervisor, env.config, dataDir);
+  const agentBundle = locateAgentBundle();
+  if (agentBundle === undefined) {
+    throw new FcvmError(
+      'ASSETS_MISSING',
+      'The guest agent bundle (fc-agent.mjs) is missing; rebuild fcvm (npm run build).',
+    );
+  }
+
+  const vmId = newVmId();
+  const vmDir = dataDir.vmDir(vmId);
+  mkdirSync(vmDir, { recursive: true, mode: 0o700 });
+  cleanup.defer('remove the VM directory', () => rmSync(vmDir, { recursive: true, force: true }));
+  const consoleLogPath = join(vmDir, 'console.log');
+  cleanup.defer('keep the console log', () => keepLog(dataDir, consoleLogPath, `${options.name}-${vmId}.log`));
+
+  await registry.save({
+    vm_id: vmId,
+    name: options.name,
+    pid: process.pid,
+    status: 'starting',
+    config: {
+      ...options.recordConfig,
+      vcpu: options.vcpus,
+      memory_mib: options.memoryMib,
+      hypervisor: hypervisor.kind,
+      hugepages: options.hugepages,
+    },
+  });
+  cleanup.defer('remove the registry record', () => registry.remove(vmId));
+
+  const qcow2 = hypervisor.capabilities.diskFormats.includes('qcow2');
+  const rootDisk = await createCowDisk(assets.rootfs, join(vmDir, qcow2 ? 'rootfs.qcow2' : 'rootfs.raw'), { qcow2 });
+
+  const token = randomBytes(32).toString('hex');
+  const initrdPath = join(vmDir, 'initrd.img');
+  await createAgentInitrd({
+    baseInitrd: assets.initrd,
+    agentScript: agentBundle,
+    outPath: initrdPath,
+    extraFiles: [{ path: GUEST_TOKEN_PATH.slice(GUEST_RUN_DIR.length + 1), data: token }],
+  });
+
+  const ramPath = guestRamPath(vmId, vmDir);
+  cleanup.defer('remove the guest RAM file', () => rmSync(ramPath, { force: true }));
+  signal.throwIfAborted();
+  const vm = await hypervisor.boot(
+    {
+      vmId,
+      vmDir,
+      kernelPath:
+        options.kernelPath ?? (hypervisor.capabilities.kernelFormat === 'vmlinux' ? assets.vmlinux : assets.kernel),
+      initrdPath,
+      bootArgs: 'quiet',
+      vcpus: options.vcpus,
+      memoryMib: options.memoryMib,
+      hugepages: options.hugepages,
+      trackDirtyPages: true,
+      disks: [
+        { id: 'rootfs', path: rootDisk.path, readOnly: false, format: rootDisk.format },
+        ...options.extraDisks.map((disk) => ({ ...disk, format: 'raw' as const })),
+      ],
+      net: null,
+      memoryFilePath: ramPath,
+      netnsPath: null,
+      metadata: null,
+      consoleLogPath,
+      noSwap: options.noSwap,
+    },
+    signal,
+  );
+  cleanup.defer('stop the VM', async () => {
+    await vm.stop({ graceMs: 3_000 });
+  });
+  await registry.update(vmId, (record) => ({
+    ...record,
+    children: [{ pid: vm.pid, start_time: processStartTime(vm.pid) ?? 0, role: hypervisor.kind }],
+  }));
+
+  const agent = await connectAgent(vm, token, signal);
+  cleanup.defer('close the agent session', () => agent.destroy());
+  const control = await startControlServer(join(vmDir, CONTROL_SOCKET_NAME), agent);
+  cleanup.defer('close the control socket', () => control.close());
+  log.info(`VM ${options.name} (${vmId}) is up: ${hypervisor.kind}, ${options.vcpus} vCPU, ${options.memoryMib} MiB`);
+  return { vmId, vmDir, consoleLogPath, vm, agent, cleanup };
+}
+
+/** The guest needs a few seconds to boot and start the agent: retry until the VM dies or time runs out. */
+async function connectAgent(vm: VmHandle, token: string, signal: AbortSignal): Promise<AgentClient> {
+  const deadline = Date.now() + 120_000;
+  let exited = false;
+  void vm.exited.then(() => {
+    exited = true;
+  });
+  for (;;) {
+    signal.throwIfAborted();
+    if (exited) throw new FcvmError('HYPERVISOR', 'The VM stopped before its agent answered; see the console log.');
+    try {
+      const channel = await vm.openChannel(signal);
+      return await AgentClient.connect(channel, { token, timeoutMs: Math.max(1_000, deadline - Date.now()) });
+    } catch (err) {
+      if (signal.aborted || exited) throw err;
+      if (Date.now() >= deadline) {
+        throw new FcvmError('HYPERVISOR', 'The guest agent did not answer within 120 s; see the console log.', {
+          cause: err,
+        });
+      }
+      log.debug(`agent not ready yet: ${(err as Error).message}`);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
+
+function keepLog(dataDir: DataDir, source: string, name: string): void {
+  mkdirSync(dataDir.logs, { recursive: true, mode: 0o700 });
+  try {
+    copyFileSync(source, join(dataDir.logs, name));
+  } catch {
+    return; // no console log was written
+  }
+  const logs = readdirSync(dataDir.logs).filter((f) => f.endsWith('.log'));
+  if (logs.length <= KEPT_LOGS) return;
+  const byAge = logs.map((f) => ({ f, mtime: statMtime(join(dataDir.logs, f)) })).sort((a, b) => a.mtime - b.mtime);
+  for (const { f } of byAge.slice(0, logs.length - KEPT_LOGS)) rmSync(join(dataDir.logs, f), { force: true });
+}
+
+function statMtime(path: string): number {
+  try {
+    return statSync(path).mtimeMs;
+  } catch {
+    return 0;
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * `fcvm podman run`: one container in one new VM, in the foreground. fcvm's exit status is the
+ * container's; a signal (SIGINT, SIGTERM, SIGHUP) stops the VM and exits 128+signal; every path
+ * releases everything (vm/launch.ts registers each resource on the cleanup stack).
+ */
+import { availableParallelism, totalmem } from 'node:os';
+import type { BootPlan, ExitReport } from '@fcvm/protocol';
+import { type SessionIo, ttyTerminal } from '../agent/session-io.js';
+import { type AssetPaths, ensureAssets, type ProgressListener } from '../assets/index.js';
+import { MAX_VCPUS } from '../cli/parse.js';
+import type { FcvmConfig } from '../config.js';
+import { type DataDir, ensureDataDir } from '../data-dir.js';
+import { FcvmError, notImplemented, usageError } from '../errors.js';
+import { log } from '../log.js';
+import type { Registry } from '../state/registry.js';
+import { CleanupStack } from './cleanup-stack.js';
+import { resolveImage } from './image-source.js';
+import { launchVm } from './launch.js';
+import { sweepLeftovers } from './leftovers.js';
+import { hostNtpSources } from './ntp-sources.js';
+import type { RunRequest } from './run-request.js';
+
+export interface RunEnvironment {
+  readonly dataDir: DataDir;
+  readonly config: FcvmConfig;
+  readonly registry: Registry;
+  /** Shows asset building when something is missing (the first run on a machine). */
+  readonly onSetupProgress?: ProgressListener;
+  readonly stdin: NodeJS.ReadStream;
+  readonly stdout: NodeJS.WriteStream;
+  readonly stderr: NodeJS.WriteStream;
+}
+
+const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+
+/** Flags whose capability has not landed: refuse them instead of ignoring them. */
+function refuseUnsupported(request: RunRequest): void {
+  if (request.publish.length > 0) throw notImplemented('Publishing ports (--publish)');
+  if (request.volumes.length > 0) throw notImplemented('Sharing host directories (--map)');
+  if (request.healthCheckUrl !== null) throw notImplemented('HTTP health checks (--health-check)');
+  if (request.network !== 'rootless') throw notImplemented(`--network ${request.network}`);
+  if (request.privileged) throw notImplemented('Privileged containers (--privileged)');
+}
+
+export function resolveVcpus(vcpus: RunRequest['vcpus']): number {
+  return vcpus === 'unlimited' ? Math.min(availableParallelism(), MAX_VCPUS) : vcpus;
+}
+
+/** `unlimited`: half the host's memory, at least 512 MiB, even (for huge pages). */
+export function resolveMemoryMib(memoryMib: RunRequest['memoryMib']): number {
+  if (memoryMib !== 'unlimited') return memoryMib;
+  return Math.max(512, Math.floor(totalmem() / 2 ** 20 / 2 / 2) * 2);
+}
+
+export async function runContainer(request: RunRequest, env: RunEnvironment): Promise<number> {
+  refuseUnsupported(request);
+  if (request.tty && !env.stdin.isTTY) {
+    throw usageError('-t needs a terminal on stdin; run it from a terminal or leave out -t.');
+  }
+  ensureDataDir(env.dataDir);
+  await sweepLeftovers(env.registry, env.dataDir);
+  const clash = env.registry.findByName(request.name)[0];
+  if (clash) {
+    throw usageError(`A VM named ${request.name} is already running (fcvm pid ${clash.pid}); choose another --name.`);
+  }
+
+  const abort = new AbortController();
+  let caughtSignal: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (caughtSignal === undefined) log.info(`${signal}: stopping VM ${request.name}`);
+    caughtSignal ??= signal;
+    abort.abort(new FcvmError('INTERNAL', `interrupted by ${signal}`));
+  };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signals) process.on(s, onSignal);
+
+  const cleanup = new CleanupStack();
+  try {
+    const assets = await ensureAssets(env.dataDir, env.config, {
+      onProgress: env.onSetupProgress,
+      signal: abort.signal,
+    });
+    const exit = await bootAndRun(request, env, assets, cleanup, abort.signal);
+    return exit.exitCode;
+  } catch (err) {
+    if (caughtSignal !== undefined) return 128 + (SIGNAL_NUMBERS[caughtSignal] ?? 15);
+    throw err;
+  } finally {
+    await cleanup.dispose();
+    for (const s of signals) process.off(s, onSignal);
+  }
+}
+
+async function bootAndRun(
+  request: RunRequest,
+  env: RunEnvironment,
+  assets: AssetPaths,
+  cleanup: CleanupStack,
+  signal: AbortSignal,
+): Promise<ExitReport> {
+  const image = resolveImage(request.image, env.dataDir.assets);
+  const launched = await launchVm(
+    { dataDir: env.dataDir, config: env.config, registry: env.registry, assets },
+    {
+      name: request.name,
+      vcpus: resolveVcpus(request.vcpus),
+      memoryMib: resolveMemoryMib(request.memoryMib),
+      hugepages: request.hugepages,
+      noSwap: request.noSwap,
+      hypervisor: request.hypervisor,
+      kernelPath: request.kernelPath,
+      extraDisks: image.archivePath === null ? [] : [{ id: 'image', path: image.archivePath, readOnly: true }],
+      recordConfig: {
+        image: request.image,
+        labels: request.labels,
+        tty: request.tty,
+        interactive: request.interactive,
+        user: request.user,
+        process_type: 'vm',
+      },
+    },
+    cleanup,
+    signal,
+  );
+  const { agent, vm, vmId } = launched;
+
+  const plan: BootPlan = {
+    hostname: request.name,
+    image: image.source,
+    imageReference: image.reference,
+    command: request.command.length > 0 ? [...request.command] : null,
+    env: Object.fromEntries(request.env),
+    user: request.user,
+    workdir: null,
+    tty: request.tty,
+    interactive: request.interactive,
+    network: { kind: 'none' },
+    hostTimeMs: Date.now(),
+    ntpSources: hostNtpSources(),
+  };
+  await agent.sendPlan(plan);
+  await env.registry.update(vmId, (record) => ({ ...record, status: 'running' }));
+
+  const io = sessionIo(request, env, () => {
+    void env.registry.update(vmId, (record) => ({ ...record, health_status: 'healthy' }));
+  });
+  const restoreTerminal = io.terminal !== null ? enterRawMode(env.stdin) : () => {};
+  cleanup.defer('restore the terminal', restoreTerminal);
+
+  const stopped = vm.exited.then((exit) => {
+    throw new FcvmError(
+      'HYPERVISOR',
+      `The VM stopped unexpectedly (VMM exit ${exit.code ?? exit.signal}); see ${launched.consoleLogPath.replace(launched.vmDir, env.dataDir.logs)}.`,
+    );
+  });
+  const aborted = new Promise<never>((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+  // Only the race observes these two; once it is decided, their later rejections mean nothing.
+  stopped.catch(() => undefined);
+  aborted.catch(() => undefined);
+  const exit = await Promise.race([agent.attach(io), stopped, aborted]);
+  restoreTerminal();
+  await env.registry.update(vmId, (record) => ({
+    ...record,
+    status: 'stopped',
+    health_status: 'stopped',
+    exit_code: exit.exitCode,
+  }));
+  try {
+    await agent.poweroff();
+  } catch (err) {
+    log.debug(`poweroff request: ${(err as Error).message}`);
+  }
+  await Promise.race([vm.exited, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
+  return exit;
+}
+
+function sessionIo(request: RunRequest, env: RunEnvironment, onStarted: () => void): SessionIo {
+  return {
+    stdout: env.stdout,
+    stderr: env.stderr,
+    stdin: request.interactive || request.tty ? env.stdin : null,
+    terminal: request.tty ? ttyTerminal(env.stdout) : null,
+    onStarted,
+  };
+}
+
+/** Raw mode so every key (Ctrl-C included) reaches the container; returns the undo. */
+function enterRawMode(stdin: NodeJS.ReadStream): () => void {
+  if (!stdin.isTTY) return () => {};
+  stdin.setRawMode(true);
+  let restored = false;
+  return () => {
+    if (restored) return;
+    restored = true;
+    stdin.setRawMode(false);
+  };
+}

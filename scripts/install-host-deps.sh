@@ -8,6 +8,7 @@ packages=(
   mmdebstrap e2fsprogs             # guest root filesystem
   passt iproute2 iptables nftables # networking
   procps util-linux xz-utils zstd
+  gcc libc6-dev                    # UFFD tests and bench:uffd compile C clients and a C handler
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -38,10 +38,7 @@ export async function selectHypervisor(
 async function createQemuChecked(config: FcvmConfig): Promise<Hypervisor> {
   const probe = await probeQemu(config.qemu.binary);
   if (!probe.available) {
-    throw new FcvmError(
-      'MISSING_HOST_TOOL',
-      `QEMU cannot be used: ${probe.reason}; install it with: apt-get install qemu-system-x86.`,
-    );
+    throw new FcvmError('MISSING_HOST_TOOL', `QEMU cannot be used: ${probe.reason}.`);
   }
   return createQemu({ binary: probe.binary });
 }

@@ -1,5 +1,5 @@
 /**
- * mmap(2)/munmap(2)/madvise(2) and raw memory copies. Addresses are plain numbers: user-space
+ * mmap(2)/munmap(2) and raw memory copies. Addresses are plain numbers: user-space
  * addresses fit in 2^47 (4-level paging) or 2^56 (5-level), so a JS number holds them exactly up to 2^53,
  * and every address that came from the kernel is checked against that limit.
  */
@@ -9,18 +9,14 @@ import { lastErrno, libc } from './libc.js';
 
 export const PROT_READ = 0x1;
 export const PROT_WRITE = 0x2;
-export const MAP_SHARED = 0x01;
 export const MAP_PRIVATE = 0x02;
 export const MAP_ANONYMOUS = 0x20;
-export const MAP_NORESERVE = 0x4000;
-export const MADV_WILLNEED = 3;
 
 const MAP_FAILED = -1;
 
 interface MmanFunctions {
   mmap(addr: number, length: number, prot: number, flags: number, fd: number, offset: number): number | bigint;
   munmap(addr: number, length: number): number;
-  madvise(addr: number, length: number, advice: number): number;
   memcpy(dst: number, src: number, length: number): number | bigint;
   memset(dst: number, value: number, length: number): number | bigint;
 }
@@ -34,7 +30,6 @@ function mman(): MmanFunctions {
     functions = {
       mmap: lib.func('intptr_t mmap(intptr_t addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
       munmap: lib.func('int munmap(intptr_t addr, size_t length)'),
-      madvise: lib.func('int madvise(intptr_t addr, size_t length, int advice)'),
       memcpy: lib.func('intptr_t memcpy(intptr_t dst, intptr_t src, size_t n)'),
       memset: lib.func('intptr_t memset(intptr_t dst, int c, size_t n)'),
     } as MmanFunctions;
@@ -52,10 +47,6 @@ export function mmap(length: number, prot: number, flags: number, fd = -1, offse
 
 export function munmap(address: number, length: number): void {
   if (mman().munmap(address, length) !== 0) throw new SyscallError('munmap', lastErrno());
-}
-
-export function madvise(address: number, length: number, advice: number): void {
-  if (mman().madvise(address, length, advice) !== 0) throw new SyscallError('madvise', lastErrno());
 }
 
 /** Copies between raw addresses (both must be valid mappings of this process). */

@@ -38,7 +38,6 @@ interface SocketFunctions {
   bind(fd: number, addr: Buffer, len: number): number;
   listen(fd: number, backlog: number): number;
   accept4(fd: number, addr: null, len: null, flags: number): number;
-  connect(fd: number, addr: Buffer, len: number): number;
   recvmsg(fd: number, msg: Buffer, flags: number): number;
   getsockopt(fd: number, level: number, name: number, value: Buffer, len: Buffer): number;
 }
@@ -53,7 +52,6 @@ function sockets(): SocketFunctions {
       bind: lib.func('int bind(int fd, void *addr, uint32_t len)'),
       listen: lib.func('int listen(int fd, int backlog)'),
       accept4: lib.func('int accept4(int fd, void *addr, void *len, int flags)'),
-      connect: lib.func('int connect(int fd, void *addr, uint32_t len)'),
       recvmsg: lib.func('intptr_t recvmsg(int fd, void *msg, int flags)'),
       getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)'),
     } as SocketFunctions;
@@ -102,18 +100,6 @@ export function acceptUnix(listenFd: number): number | undefined {
     if (errno === EAGAIN) return undefined;
     throw new SyscallError('accept4', errno);
   }
-}
-
-/** Connects (blocking semantics are not needed by callers: the socket is non-blocking, EINPROGRESS does not occur for AF_UNIX). */
-export function connectUnix(path: string): number {
-  const addr = socketAddress(path);
-  const fd = newStreamSocket();
-  if (sockets().connect(fd, addr, addr.length) !== 0) {
-    const errno = lastErrno();
-    closeFd(fd);
-    throw new SyscallError('connect', errno, path);
-  }
-  return fd;
 }
 
 export interface ReceivedMessage {

@@ -3,6 +3,13 @@
  * and the main thread (which reads them once a second for the registry). A Float64Array over a
  * SharedArrayBuffer: no messages on the fault path, and aligned 8-byte reads are never torn on the
  * 64-bit targets we support.
+ *
+ *   faults          page faults answered (a page that two threads faulted at once counts twice)
+ *   bytes           bytes placed into the clone, zero pages included
+ *   zero_pages      pages answered with zeros (removed by the VMM, or past the end of the memory file)
+ *   removes         REMOVE events (balloon inflation, madvise)
+ *   eagain_retries  copies retried because the clone's address space was changing
+ *   errors          failures (a failure ends that clone's service)
  */
 export const STAT_FIELDS = ['faults', 'bytes', 'zero_pages', 'removes', 'eagain_retries', 'errors'] as const;
 export type StatField = (typeof STAT_FIELDS)[number];

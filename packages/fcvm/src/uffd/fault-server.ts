@@ -26,7 +26,16 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from '../sys/mman.js';
-import { decodeUffdMessage, UFFD_MSG_SIZE, type UffdEvent, UffdOperations } from '../sys/uffd.js';
+import {
+  UFFD_EVENT_PAGEFAULT,
+  UFFD_EVENT_REMOVE,
+  UFFD_MSG_SIZE,
+  UffdOperations,
+  uffdFaultAddress,
+  uffdMessageEvent,
+  uffdRemoveEnd,
+  uffdRemoveStart,
+} from '../sys/uffd.js';
 import type { CloneStatsWriter } from './clone-stats.js';
 import { type GuestRegion, PAGE_SIZE_2M, PAGE_SIZE_4K } from './handshake.js';
 import { RemovedRanges } from './removed-ranges.js';
@@ -115,10 +124,8 @@ class FaultServer {
           this.drainEvents();
           this.servePending();
         } catch (err) {
-          if (err instanceof CloneFailure) {
-            this.options.stats.add('errors');
-            return { reason: 'failed', message: err.message };
-          }
+          // The caller counts the failure in the clone's stats.
+          if (err instanceof CloneFailure) return { reason: 'failed', message: err.message };
           throw err;
         }
         if (this.peerGone) return { reason: 'peer-gone' };
@@ -145,15 +152,17 @@ class FaultServer {
       if (n < 0) throw new CloneFailure(`reading the userfaultfd failed with errno ${-n}`);
       if (n === 0) return;
       const count = Math.floor(n / UFFD_MSG_SIZE);
-      for (let i = 0; i < count; i++) this.accept(decodeUffdMessage(this.events, i));
+      for (let i = 0; i < count; i++) this.accept(i);
       if (count < EVENTS_PER_READ) return;
     }
   }
 
-  private accept(event: UffdEvent): void {
-    if (event.kind === 'pagefault') this.pending.push(event.address);
-    else if (event.kind === 'remove') {
-      this.removed.add(event.start, event.end);
+  /** Takes in the index-th message of the last read. */
+  private accept(index: number): void {
+    const event = uffdMessageEvent(this.events, index);
+    if (event === UFFD_EVENT_PAGEFAULT) this.pending.push(uffdFaultAddress(this.events, index));
+    else if (event === UFFD_EVENT_REMOVE) {
+      this.removed.add(uffdRemoveStart(this.events, index), uffdRemoveEnd(this.events, index));
       this.options.stats.add('removes');
     }
     // Firecracker negotiates no other event (FORK, REMAP, UNMAP need features it never requests).
@@ -211,7 +220,10 @@ class FaultServer {
     const available = memory.size - fileOffset;
     if (this.removed.overlaps(page, pageSize) || available <= 0) {
       const errno = this.zeroFill(page, pageSize);
-      if (errno === 0) stats.add('zero_pages');
+      if (errno === 0) {
+        stats.add('zero_pages');
+        stats.add('bytes', pageSize);
+      }
       return errno;
     }
     let source = memory.address + fileOffset;
@@ -233,9 +245,7 @@ class FaultServer {
       fillMemory(source, 0, PAGE_SIZE_2M);
       this.hugeScratch!.zeroed = true;
     }
-    const errno = this.ops.copy(page, source, pageSize);
-    if (errno === 0) this.options.stats.add('bytes', pageSize);
-    return errno;
+    return this.ops.copy(page, source, pageSize);
   }
 
   /** A 2 MiB anonymous buffer for zero and partial huge pages, mapped on first need. */

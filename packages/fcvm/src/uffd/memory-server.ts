@@ -111,8 +111,9 @@ export class MemoryServer {
 
   /** Every clone this server has seen (the most recent ended ones included), with its counters. */
   clones(): CloneInfo[] {
-    const all = [...this.ended, ...[...this.slots.values()].filter((slot) => slot.accepted)];
-    return all.sort((a, b) => a.id - b.id).map(describe);
+    // A slot that just ended is in both lists until its thread has exited.
+    const all = new Set([...this.ended, ...[...this.slots.values()].filter((slot) => slot.accepted)]);
+    return [...all].sort((a, b) => a.id - b.id).map(describe);
   }
 
   /** Stops every worker, then releases the socket, the mapping and the eventfd. Idempotent. */
@@ -190,11 +191,22 @@ export class MemoryServer {
         slot.state = 'serving';
         slot.regions = message.regions;
         log.debug(`clone ${slot.id}: ${message.regions.length} region(s)`, message.regions);
+        this.checkCoverage(slot);
         break;
       case 'ended':
         if (message.reason === 'failed') this.finish(slot, 'failed', message.message ?? 'unknown failure');
         else this.finish(slot, 'ended', null);
         break;
+    }
+  }
+
+  /** Firecracker's regions add up to the memory file exactly; anything else means a mismatched snapshot. */
+  private checkCoverage(slot: CloneSlot): void {
+    const end = Math.max(...slot.regions.map((region) => region.offset + region.size));
+    if (end !== this.memory.size) {
+      log.warn(
+        `clone ${slot.id}: its memory regions end at byte ${end} of the snapshot, but the memory file holds ${this.memory.size} bytes; ${end > this.memory.size ? 'the rest reads as zeros' : 'the rest is never read'} (is it a clone of this snapshot?)`,
+      );
     }
   }
 

@@ -86,12 +86,17 @@ export async function startSnapshotServe(options: SnapshotServeOptions): Promise
     throw err;
   }
 
-  // One refresh at a time: a slow disk must not pile up registry writes.
+  // One refresh at a time (a slow disk must not pile up registry writes), and only when a counter moved.
   let refreshing: Promise<void> = Promise.resolve();
+  let lastWritten = JSON.stringify(serveInfo());
   const timer = setInterval(() => {
     refreshing = refreshing.then(async () => {
+      const info = serveInfo();
+      const text = JSON.stringify(info);
+      if (text === lastWritten) return;
       try {
-        await registry.update(vmId, (record) => ({ ...record, serve: serveInfo() }));
+        await registry.update(vmId, (record) => ({ ...record, serve: info }));
+        lastWritten = text;
       } catch (err) {
         log.warn(`memory server: could not refresh the registry record: ${(err as Error).message}`);
       }

@@ -16,7 +16,7 @@ import { log } from '../log.js';
 import type { VmRecord } from '../state/record.js';
 import type { Registry } from '../state/registry.js';
 import { CONTROL_SOCKET_NAME } from './control-server.js';
-import { releaseLeftovers } from './leftovers.js';
+import { sweepLeftovers } from './leftovers.js';
 
 export interface ExecEnvironment {
   readonly dataDir: DataDir;
@@ -27,7 +27,7 @@ export interface ExecEnvironment {
 }
 
 async function findTarget(request: ExecRequest, env: ExecEnvironment): Promise<VmRecord> {
-  for (const stale of await env.registry.sweep()) releaseLeftovers(stale, env.dataDir);
+  await sweepLeftovers(env.registry, env.dataDir);
   const target = request.target;
   if ('pid' in target) {
     const record = env.registry.findByPid(target.pid);

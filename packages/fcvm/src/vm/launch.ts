@@ -24,6 +24,7 @@ import { processStartTime } from '../util/proc.js';
 import type { CleanupStack } from './cleanup-stack.js';
 import { CONTROL_SOCKET_NAME, startControlServer } from './control-server.js';
 import { createCowDisk } from './disk.js';
+import { guestRamPath } from './leftovers.js';
 
 export interface LaunchOptions {
   readonly name: string;
@@ -102,6 +103,8 @@ export async function launchVm(
     extraFiles: [{ path: GUEST_TOKEN_PATH.slice(GUEST_RUN_DIR.length + 1), data: token }],
   });
 
+  const ramPath = guestRamPath(vmId, vmDir);
+  cleanup.defer('remove the guest RAM file', () => rmSync(ramPath, { force: true }));
   signal.throwIfAborted();
   const vm = await hypervisor.boot(
     {
@@ -120,7 +123,7 @@ export async function launchVm(
         ...options.extraDisks.map((disk) => ({ ...disk, format: 'raw' as const })),
       ],
       net: null,
-      memoryFilePath: join(vmDir, 'memory.bin'),
+      memoryFilePath: ramPath,
       netnsPath: null,
       metadata: null,
       consoleLogPath,

@@ -1,13 +1,27 @@
 /**
- * Releases what an fcvm process that died without cleaning up (SIGKILL, crash, power loss) left
- * behind, given its swept registry record. Every step tolerates "already gone" and carries on.
+ * Releases what fcvm processes that died without cleaning up (SIGKILL, crash, power loss) left
+ * behind: helper processes, VM directories, guest RAM files, cgroup scopes. Every command that looks
+ * at the registry calls `sweepLeftovers` first. Every step tolerates "already gone" and carries on.
  */
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { sweepStaleSwapScopes } from '../cgroup/swap-scope.js';
 import type { DataDir } from '../data-dir.js';
 import { errnoCode } from '../errors.js';
 import { log } from '../log.js';
 import type { VmRecord } from '../state/record.js';
+import type { Registry } from '../state/registry.js';
 import { isSameProcessAlive } from '../util/proc.js';
+
+const SHM_DIR = '/dev/shm';
+
+/**
+ * Where a VM's RAM file lives: in /dev/shm when there is one, so the kernel never writes guest RAM
+ * back to a disk while the VM runs (a shared file mapping on disk would be written back).
+ */
+export function guestRamPath(vmId: string, vmDir: string): string {
+  return existsSync(SHM_DIR) ? join(SHM_DIR, `fcvm-${vmId}.ram`) : join(vmDir, 'memory.ram');
+}
 
 export function releaseLeftovers(record: VmRecord, dir: DataDir): void {
   for (const child of record.children) {
@@ -21,5 +35,16 @@ export function releaseLeftovers(record: VmRecord, dir: DataDir): void {
       if (errnoCode(err) !== 'ESRCH') log.warn(`could not end process ${child.pid}: ${(err as Error).message}`);
     }
   }
-  rmSync(dir.vmDir(record.vm_id), { recursive: true, force: true });
+  const vmDir = dir.vmDir(record.vm_id);
+  rmSync(guestRamPath(record.vm_id, vmDir), { force: true });
+  rmSync(vmDir, { recursive: true, force: true });
+  // A memory server (fcvm snapshot serve) killed without its shutdown leaves its socket behind.
+  if (record.serve) rmSync(record.serve.socket_path, { force: true });
+}
+
+/** Sweeps stale registry records and releases what their owners left. */
+export async function sweepLeftovers(registry: Registry, dir: DataDir): Promise<void> {
+  const stale = await registry.sweep();
+  for (const record of stale) releaseLeftovers(record, dir);
+  if (stale.length > 0) await sweepStaleSwapScopes();
 }

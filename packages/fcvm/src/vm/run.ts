@@ -16,7 +16,7 @@ import type { Registry } from '../state/registry.js';
 import { CleanupStack } from './cleanup-stack.js';
 import { resolveImage } from './image-source.js';
 import { launchVm } from './launch.js';
-import { releaseLeftovers } from './leftovers.js';
+import { sweepLeftovers } from './leftovers.js';
 import { hostNtpSources } from './ntp-sources.js';
 import type { RunRequest } from './run-request.js';
 
@@ -58,7 +58,7 @@ export async function runContainer(request: RunRequest, env: RunEnvironment): Pr
     throw usageError('-t needs a terminal on stdin; run it from a terminal or leave out -t.');
   }
   ensureDataDir(env.dataDir);
-  for (const stale of await env.registry.sweep()) releaseLeftovers(stale, env.dataDir);
+  await sweepLeftovers(env.registry, env.dataDir);
   const clash = env.registry.findByName(request.name)[0];
   if (clash) {
     throw usageError(`A VM named ${request.name} is already running (fcvm pid ${clash.pid}); choose another --name.`);

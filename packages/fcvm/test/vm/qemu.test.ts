@@ -316,6 +316,39 @@ test('restore without resume leaves the clone paused until resume()', { timeout:
   await assertGone(clone, spec.vmDir);
 });
 
+test('a clone can be snapshotted in turn (its RAM travels in the stream) and restored', {
+  timeout: 180_000,
+}, async () => {
+  const spec = await cloneSpec('clone-parent', source, snapshotDir, 'tap3');
+  const clone = vms.add(await qemu.restore(spec));
+  const running = await waitForCountAbove(spec.consoleLogPath, countAtSnapshot + 2);
+  await clone.pause();
+  await sleep(300);
+  const count = (await countsIn(spec.consoleLogPath)).at(-1)!;
+  assert.ok(count >= running);
+  const dir = await newVmDir('clone-snapshot');
+  const files = await clone.snapshot({ dir, kind: 'full' });
+  await copyFile(spec.disks[0]!.path, path.join(dir, 'root.qcow2'));
+  // The clone's own pages are private copies, not in the parent's memory file: they go in the stream.
+  assert.equal((await stat(files.memoryPath)).size, 0);
+  assert.ok((await stat(files.vmstatePath)).size > 4 * 1024 * 1024);
+  // QEMU takes one snapshot per pause.
+  const again = await newVmDir('clone-snapshot-again');
+  await assert.rejects(
+    clone.snapshot({ dir: again, kind: 'full' }),
+    (err: unknown) => isFcvmError(err) && err.code === 'STATE' && /resume it first/.test(err.message),
+  );
+  await clone.stop({ graceMs: 0 });
+  await assertGone(clone, spec.vmDir);
+
+  // Same machine as the clone (a restore must describe the saved devices exactly), on the tap the clone freed.
+  const grandchildSpec = await cloneSpec('grandchild', source, dir, 'tap3');
+  const grandchild = vms.add(await qemu.restore(grandchildSpec));
+  await waitForCountAbove(grandchildSpec.consoleLogPath, count);
+  await grandchild.stop({ graceMs: 0 });
+  await assertGone(grandchild, grandchildSpec.vmDir);
+});
+
 test('a command line QEMU refuses fails with its complaint and leaves nothing behind', {
   timeout: 60_000,
 }, async () => {

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import type { VmRecord } from '../../state/record.js';
-import { releaseLeftovers } from '../../vm/leftovers.js';
+import { sweepLeftovers } from '../../vm/leftovers.js';
 import { defineAction } from '../action.js';
 import type { CliContext } from '../context.js';
 import { parsePid } from '../parse.js';
@@ -14,7 +14,7 @@ export function lsCommand(getContext: () => CliContext): Command {
   return defineAction(command, async (raw: { json?: boolean; pid?: number }) => {
     const context = getContext();
     const registry = context.registry();
-    for (const stale of await registry.sweep()) releaseLeftovers(stale, context.dataDir);
+    await sweepLeftovers(registry, context.dataDir);
     const records = registry.live().filter((r) => raw.pid === undefined || r.pid === raw.pid);
     if (raw.json) {
       process.stdout.write(`${JSON.stringify(records, null, 2)}\n`);

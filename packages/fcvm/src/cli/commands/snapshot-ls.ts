@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { sweepLeftovers } from '../../vm/leftovers.js';
 import { defineAction } from '../action.js';
 import type { CliContext } from '../context.js';
 import { formatTable } from '../table.js';
@@ -9,7 +10,7 @@ export function snapshotLsCommand(getContext: () => CliContext): Command {
     .option('--json', 'print the full records as JSON on stdout');
   return defineAction(command, async (raw: { json?: boolean }) => {
     const registry = getContext().registry();
-    await registry.sweep();
+    await sweepLeftovers(registry, getContext().dataDir);
     const live = registry.live();
     const servers = live.filter((r) => r.config.process_type === 'serve');
     if (raw.json) {

@@ -12,7 +12,7 @@ import type { DiskSpec, NetSpec, VmSpec } from '../types.js';
 
 /** How guest RAM is backed. */
 export type GuestMemory =
-  /** Anonymous memory (`-m`): snapshots then carry the RAM in the migration stream. */
+  /** Anonymous memory: snapshots then carry the RAM in the migration stream. */
   | { readonly kind: 'anonymous' }
   /** Anonymous 2 MiB huge pages (memfd on hugetlbfs). */
   | { readonly kind: 'hugetlb' }
@@ -73,26 +73,20 @@ function acceleratorArgs(accel: Accelerator): string[] {
   }
 }
 
-function memoryArgs(memoryMib: number, memory: GuestMemory): { machine: string; args: string[] } {
-  const size = `size=${memoryMib}M`;
+/**
+ * Guest RAM is always a backend object named `ram`, also when it is plain anonymous memory: the
+ * migration stream names RAM blocks, and a VM saved with one kind of backing (a clone's private file
+ * mapping) must load into another (anonymous memory) under the same name.
+ */
+function memoryBackend(memoryMib: number, memory: GuestMemory): string {
+  const common = `id=ram,size=${memoryMib}M`;
   switch (memory.kind) {
     case 'anonymous':
-      return { machine: 'microvm', args: ['-m', `${memoryMib}M`] };
+      return `memory-backend-ram,${common}`;
     case 'hugetlb':
-      return {
-        machine: 'microvm,memory-backend=ram',
-        args: ['-m', `${memoryMib}M`, '-object', `memory-backend-memfd,id=ram,${size},hugetlb=on,hugetlbsize=2M`],
-      };
+      return `memory-backend-memfd,${common},hugetlb=on,hugetlbsize=2M`;
     case 'file':
-      return {
-        machine: 'microvm,memory-backend=ram',
-        args: [
-          '-m',
-          `${memoryMib}M`,
-          '-object',
-          `memory-backend-file,id=ram,${size},mem-path=${escapeOptionValue(memory.path)},share=${memory.shared ? 'on' : 'off'}`,
-        ],
-      };
+      return `memory-backend-file,${common},mem-path=${escapeOptionValue(memory.path)},share=${memory.shared ? 'on' : 'off'}`;
   }
 }
 
@@ -129,7 +123,6 @@ function netArgs(net: NetSpec): string[] {
 
 /** argv after the binary name. */
 export function qemuArgs(machine: QemuMachine): string[] {
-  const memory = memoryArgs(machine.memoryMib, machine.memory);
   const args = [
     '-name',
     escapeOptionValue(`fcvm-${machine.vmId}`),
@@ -140,11 +133,14 @@ export function qemuArgs(machine: QemuMachine): string[] {
     // A guest reboot or poweroff ends QEMU: the VM's lifetime is the process's lifetime.
     '-no-reboot',
     '-machine',
-    memory.machine,
+    'microvm,memory-backend=ram',
     ...acceleratorArgs(machine.accel),
     '-smp',
     String(machine.vcpus),
-    ...memory.args,
+    '-m',
+    `${machine.memoryMib}M`,
+    '-object',
+    memoryBackend(machine.memoryMib, machine.memory),
     '-kernel',
     machine.kernelPath,
     ...(machine.initrdPath === null ? [] : ['-initrd', machine.initrdPath]),

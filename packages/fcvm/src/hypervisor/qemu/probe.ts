@@ -1,9 +1,8 @@
 /** Is a usable QEMU installed, and which version? */
 import { execFile } from 'node:child_process';
-import { constants } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { errnoCode } from '../../errors.js';
+import { checkKvm } from '../../sys/kvm.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -65,23 +64,9 @@ export async function probeQemu(binary: string = DEFAULT_QEMU_BINARY): Promise<Q
   return { available: true, binary, version };
 }
 
-/** Whether a /proc/cpuinfo text shows hardware virtualisation (Intel VT-x `vmx`, AMD-V `svm`). */
-export function cpuHasVirtualization(cpuinfo: string): boolean {
-  return /^flags\s*:.*\b(vmx|svm)\b/m.test(cpuinfo);
-}
+export { cpuHasVirtualization } from '../../sys/kvm.js';
 
-/**
- * Whether QEMU can run guests with KVM: /dev/kvm must be ours to open AND the CPU must offer
- * hardware virtualisation. The second check matters on nested hosts: on the project's CI machines
- * (themselves Firecracker guests) /dev/kvm opens and KVM_CREATE_VM succeeds, but the CPU has no
- * vmx/svm and every KVM guest hangs in early boot (QEMU: "failed to set MSR 0x10a" with -cpu host).
- */
+/** Whether QEMU can run guests with KVM (sys/kvm.ts: the device works and the CPU offers vmx/svm). */
 export async function kvmUsable(): Promise<boolean> {
-  try {
-    await access('/dev/kvm', constants.R_OK | constants.W_OK);
-  } catch {
-    // Absent or not ours: both simply mean software emulation.
-    return false;
-  }
-  return cpuHasVirtualization(await readFile('/proc/cpuinfo', 'utf8'));
+  return checkKvm().usable;
 }

@@ -109,11 +109,18 @@ export class QemuVm implements VmHandle {
     if (state.running) {
       throw new FcvmError('STATE', `VM ${this.machine.vmId} must be paused before a snapshot (it is ${state.status}).`);
     }
+    if (state.status === 'postmigrate') {
+      // QEMU refuses a second migration until the guest has run again.
+      throw new FcvmError('STATE', `VM ${this.machine.vmId} was snapshotted since it was paused; resume it first.`);
+    }
     const memoryPath = path.join(target.dir, 'memory.bin');
     const vmstatePath = path.join(target.dir, 'vmstate.bin');
-    // Created up front: the snapshot files get mode 0600, whatever the umask of QEMU's shell.
+    // Created up front with mode 0600 (guest memory is in it); 'wx': never overwrite an older snapshot.
     await writeFile(vmstatePath, '', { mode: 0o600, flag: 'wx' });
-    const ramFile = this.machine.memory.kind === 'file' ? this.machine.memory.path : null;
+    // Only a shared RAM file holds the guest's memory. A clone maps its snapshot's file privately: its
+    // own changes live in anonymous copy-on-write pages, so its RAM has to travel in the stream.
+    const { memory } = this.machine;
+    const ramFile = memory.kind === 'file' && memory.shared ? memory.path : null;
     await saveVmState(this.qmp, vmstatePath, {
       ignoreSharedRam: ramFile !== null,
       socketPath: this.machine.migrationSocketPath,

@@ -16,11 +16,6 @@ const responseSchema = z.union([
   z.object({ event: z.string(), data: z.unknown().optional() }),
 ]);
 
-export interface QmpEvent {
-  readonly event: string;
-  readonly data: unknown;
-}
-
 interface Pending {
   readonly command: string;
   resolve(value: unknown): void;
@@ -37,7 +32,6 @@ export interface QmpConnectOptions {
 
 export class QmpClient {
   private readonly pending = new Map<string, Pending>();
-  private readonly eventListeners = new Set<(event: QmpEvent) => void>();
   private nextId = 1;
   private buffer = '';
   private closedError: Error | undefined;
@@ -114,11 +108,6 @@ export class QmpClient {
     });
   }
 
-  onEvent(listener: (event: QmpEvent) => void): () => void {
-    this.eventListeners.add(listener);
-    return () => this.eventListeners.delete(listener);
-  }
-
   close(): void {
     this.socket.destroy();
   }
@@ -147,10 +136,8 @@ export class QmpClient {
       this.greeting?.resolve();
       return;
     }
-    if ('event' in parsed) {
-      for (const listener of this.eventListeners) listener({ event: parsed.event, data: parsed.data });
-      return;
-    }
+    // Asynchronous events (STOP, RESUME, SHUTDOWN, ...): the handle learns about exits from the process itself.
+    if ('event' in parsed) return;
     const pending = parsed.id === undefined ? undefined : this.pending.get(parsed.id);
     if (pending === undefined || parsed.id === undefined) return;
     this.pending.delete(parsed.id);

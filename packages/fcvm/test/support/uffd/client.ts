@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 const SOURCE_DIR = new URL('.', import.meta.url).pathname;
 
-/** Compiles `<name>.c` from this directory into `outDir`; returns the binary's path. */
+/** Compiles `<name>.c` from this directory (fc-like-client, minimal-c-handler) into `outDir`; returns the binary. */
 export async function compileC(name: string, outDir: string): Promise<string> {
   const binary = join(outDir, name);
   await run('gcc', ['-O2', '-Wall', '-pthread', '-o', binary, join(SOURCE_DIR, `${name}.c`)]);
@@ -35,6 +35,8 @@ export interface ClientOptions {
   readonly dieAfter?: number;
   readonly removeCheck?: boolean;
   readonly latency?: boolean;
+  /** Close the socket right after the handshake, as Firecracker did before 1.12. */
+  readonly closeSocket?: boolean;
   readonly timeoutMs?: number;
 }
 
@@ -65,6 +67,7 @@ export function clientArgs(options: ClientOptions): string[] {
   if (options.dieAfter !== undefined) args.push('--die-after', String(options.dieAfter));
   if (options.removeCheck) args.push('--remove-check');
   if (options.latency) args.push('--latency');
+  if (options.closeSocket) args.push('--close-socket');
   return args;
 }
 

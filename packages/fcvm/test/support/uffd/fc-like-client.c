@@ -8,7 +8,7 @@
  *
  * usage: fc-like-client --socket PATH --memory FILE --regions SIZE[,SIZE...] [--page-size N]
  *          [--touch seq|random|threads] [--threads N] [--die-after PAGES] [--remove-check]
- *          [--hold] [--latency]
+ *          [--hold] [--latency] [--close-socket] [--timeout SECONDS]
  * Prints one JSON line on success; exits 1 with a message on stderr on any mismatch or error.
  */
 #define _GNU_SOURCE
@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -142,7 +143,8 @@ static int cmp_u64(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
   const char *socket_path = NULL, *memory_path = NULL, *region_list = NULL, *mode = "seq";
-  int threads = 4, remove_check = 0, hold = 0, latency = 0;
+  int threads = 4, remove_check = 0, hold = 0, latency = 0, close_socket = 0;
+  unsigned timeout = 120;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -156,9 +158,16 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--remove-check")) remove_check = 1;
     else if (!strcmp(a, "--hold")) hold = 1;
     else if (!strcmp(a, "--latency")) latency = 1;
+    else if (!strcmp(a, "--close-socket")) close_socket = 1;
+    else if (!strcmp(a, "--timeout") && v) timeout = (unsigned)atoi(argv[++i]);
     else { fprintf(stderr, "fc-like-client: unknown argument %s\n", a); return 2; }
   }
   if (!socket_path || !memory_path || !region_list) failx("--socket, --memory and --regions are required");
+  /* If the server dies, a fault is never answered and this process would hang forever (exactly what a
+   * real clone does): SIGALRM ends it even when whoever started it is gone too. */
+  /* Never outlive the test or benchmark that started us. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  alarm(timeout);
 
   memory_fd = open(memory_path, O_RDONLY | O_CLOEXEC);
   if (memory_fd < 0) fail("open memory file");
@@ -218,7 +227,9 @@ int main(int argc, char **argv) {
   cmsg->cmsg_len = CMSG_LEN(sizeof(int));
   memcpy(CMSG_DATA(cmsg), &uffd, sizeof(int));
   if (sendmsg(sock, &msg, 0) != (ssize_t)len) fail("sendmsg");
-  /* Like Firecracker >= 1.12: the socket stays open for the life of the process. */
+  /* Like Firecracker >= 1.12: the socket stays open for the life of the process; before 1.12 it was
+   * closed right after sending (--close-socket). */
+  if (close_socket) close(sock);
 
   size_t pages = total_pages();
   uint64_t *lat = latency ? malloc(pages * sizeof *lat) : NULL;

@@ -6,11 +6,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type CloneInfo, MemoryServer } from '../../../src/uffd/memory-server.js';
-import { buildClient, type ClientOptions, runClient } from '../../support/uffd/client.js';
+import { buildClient, type ClientOptions, runClient, startHeldClient } from '../../support/uffd/client.js';
 import { reserveHugePages } from '../../support/uffd/hugepages.js';
 
 const MiB = 1024 * 1024;
@@ -84,12 +85,23 @@ describe('memory server', () => {
       // Every page was served exactly once or (threads racing on one page) more; zero pages past the file's end.
       assert.ok(clone.faults >= (8 * MiB) / PAGE, `faults ${clone.faults}`);
       assert.equal(clone.zero_pages, Math.floor((8 * MiB - fileSize) / PAGE));
+      assert.equal(clone.bytes, 8 * MiB, 'each page is filled once; a racing second fault gets EEXIST');
       assert.equal(clone.regions.length, 2);
       assert.deepEqual(
         clone.regions.map((r) => r.offset),
         [0, 4 * MiB],
       );
     }
+  });
+
+  test('keeps serving a client that closes the socket after the handshake (Firecracker before 1.12)', async (t) => {
+    const { server, base } = await startServer(t, 'oldfc', 4 * MiB);
+    const held = startHeldClient(client, { ...base, regions: [4 * MiB], touch: 'random', closeSocket: true });
+    await held.ready;
+    assert.equal(server.clones()[0]?.state, 'serving', 'a closed socket alone does not end the clone');
+    assert.equal(await held.release(), 0);
+    await until('the clone ended once its process exited', () => allEnded(server, 1));
+    assert.equal(server.clones()[0]?.state, 'ended');
   });
 
   test('pages given back (REMOVE events) read as zeros afterwards', async (t) => {
@@ -150,6 +162,29 @@ describe('memory server', () => {
     assert.equal(badResult.signal, 'SIGKILL', 'a clone that handed over its userfaultfd but cannot be served is ended');
     const again = await runClient(client, { socket, memory: base.memory, regions: [1 * MiB], touch: 'random' });
     assert.equal(again.code, 0, again.stderr);
+  });
+
+  test('a peer that sends no descriptor, or nothing within the deadline, fails alone', async (t) => {
+    const { server, base } = await startServer(t, 'nofd', 1 * MiB);
+    // Node's net module cannot send SCM_RIGHTS: exactly the "JSON without a userfaultfd" case.
+    const withoutFd = connect(base.socket);
+    t.after(() => withoutFd.destroy());
+    withoutFd.write('[{"base_host_virt_addr":4096,"size":4096,"offset":0,"page_size":4096}]');
+    const silent = connect(base.socket);
+    t.after(() => silent.destroy());
+    await until('both connections failed', () => server.clones().filter((c) => c.state === 'failed').length === 2);
+    const errors = server.clones().map((c) => c.error ?? '');
+    assert.ok(
+      errors.some((e) => /no userfaultfd/.test(e)),
+      errors.join('; '),
+    );
+    assert.ok(
+      errors.some((e) => /no complete handshake within 2000 ms/.test(e)),
+      errors.join('; '),
+    );
+    // The peer here is this test process: that it is still running shows such peers are not killed.
+    const good = await runClient(client, { ...base, regions: [1 * MiB] });
+    assert.equal(good.code, 0, good.stderr);
   });
 
   test('serves 2 MiB hugetlb pages, including a partial last page and zero pages past the file', async (t) => {

@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { newVmId } from '../../../src/state/record.js';
+import { Registry } from '../../../src/state/registry.js';
 import { buildClient, runClient, startHeldClient } from '../../support/uffd/client.js';
 
 const run = promisify(execFile);
@@ -116,6 +118,22 @@ describe('fcvm snapshot serve', () => {
     assert.match(result.stderr, /Snapshot 'nothing-here' was not found/);
   });
 
+  test('a data directory too long for a Unix socket path fails with a clear sentence (exit 2)', async () => {
+    const longRoot = join(dataDir, 'a-data-directory-whose-path-is-far-too-long-to-hold-a-unix-socket-name-x');
+    mkdirSync(join(longRoot, 'snapshots', 'warm'), { recursive: true });
+    writeFileSync(join(longRoot, 'snapshots', 'warm', 'memory.bin'), randomBytes(4096));
+    const result = await run(FCVM, ['snapshot', 'serve', 'warm'], {
+      env: { ...process.env, FCVM_DATA_DIR: longRoot },
+    }).then(
+      () => assert.fail('should fail'),
+      (err: { code: number; stderr: string }) => err,
+    );
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /a Unix socket path holds at most 107/);
+    const records = readdirSync(join(longRoot, 'state')).filter((name) => name.endsWith('.json'));
+    assert.deepEqual(records, [], 'no record is left');
+  });
+
   test('serves clones, shows their stats in snapshot ls --json, and leaves nothing after SIGTERM', async (t) => {
     const serve = await startServe(t);
     assert.ok(existsSync(serve.socket));
@@ -170,6 +188,49 @@ describe('fcvm snapshot serve', () => {
       'the record is removed',
     );
     assert.deepEqual(await serveRecords(), []);
+  });
+
+  test('shutdown asks the clones registered against this server to stop', async (t) => {
+    const serve = await startServe(t);
+    // Stand-ins for `fcvm snapshot run --pid` processes: one of ours, one of another server.
+    const ours = spawn('sleep', ['30']);
+    const theirs = spawn('sleep', ['30']);
+    t.after(() => {
+      ours.kill('SIGKILL');
+      theirs.kill('SIGKILL');
+    });
+    const registry = new Registry(join(dataDir, 'state'));
+    const now = new Date().toISOString();
+    for (const [child, servePid] of [
+      [ours, serve.pid],
+      [theirs, serve.pid + 100_000],
+    ] as const) {
+      await registry.save({
+        vm_id: newVmId(),
+        pid: child.pid!,
+        status: 'running',
+        created_at: now,
+        last_updated: now,
+        config: { process_type: 'clone', serve_pid: servePid },
+      });
+    }
+    const oursEnded = new Promise<NodeJS.Signals | null>((resolve) =>
+      ours.on('exit', (_code, signal) => resolve(signal)),
+    );
+    serve.child.kill('SIGTERM');
+    assert.equal(await serve.exited, 0);
+    assert.equal(await oursEnded, 'SIGTERM');
+    assert.equal(theirs.exitCode, null, "another server's clone is left alone");
+    for (const record of registry.readAll()) await registry.remove(record.vm_id);
+  });
+
+  test('a server killed by SIGKILL leaves a socket and a record that the next snapshot ls removes', async (t) => {
+    const serve = await startServe(t);
+    serve.child.kill('SIGKILL');
+    await serve.exited;
+    assert.equal(existsSync(serve.socket), true);
+    assert.deepEqual(await serveRecords(), []);
+    assert.equal(existsSync(serve.socket), false);
   });
 
   test('two Ctrl-C within 3 s stop a server that still has a clone; one Ctrl-C stops an idle one', async (t) => {

@@ -86,7 +86,8 @@ test('restore: private mapping of the snapshot file, waiting for the incoming st
 
 test('anonymous and hugepage memory; TCG only; no initrd, no NIC', () => {
   const anonymous = qemuArgs({ ...machine, memory: { kind: 'anonymous' }, accel: 'tcg', initrdPath: null, net: null });
-  assert.deepEqual(valuesOf(anonymous, '-machine'), ['microvm']);
+  assert.deepEqual(valuesOf(anonymous, '-machine'), ['microvm,memory-backend=ram']);
+  assert.ok(valuesOf(anonymous, '-object').includes('memory-backend-ram,id=ram,size=512M'));
   assert.deepEqual(valuesOf(anonymous, '-accel'), ['tcg']);
   assert.deepEqual(valuesOf(anonymous, '-m'), ['512M']);
   assert.ok(!anonymous.includes('-initrd') && !anonymous.includes('-netdev'));

@@ -605,7 +605,8 @@ setInterval(() => {}, 1000);
     else assert.deepEqual(probe, { usable: false, reason: kvm.reason });
     assert.deepEqual(await probeFirecracker({ explicit: good, kvmDevice: join(s.dir, 'no-kvm') }), {
       usable: false,
-      reason: `${join(s.dir, 'no-kvm')} does not exist`,
+      // Without hardware virtualisation (nested hosts) that is the reason given before the device is looked at.
+      reason: kvm.usable ? `${join(s.dir, 'no-kvm')} does not exist` : kvm.reason,
     });
     const old = await probeFirecracker({ explicit: s.binary, kvmDevice: kvm.usable ? '/dev/kvm' : undefined });
     assert.equal(old.usable, false);

@@ -116,8 +116,15 @@ export class FirecrackerProcess {
   /** Resolves with the exit if it happens within `ms`, else undefined. */
   async exitWithin(ms: number): Promise<VmExit | undefined> {
     if (this.exitValue) return this.exitValue;
-    const timer = sleep(ms, undefined, { ref: false });
-    return Promise.race([this.exited, timer]);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((resolve) => {
+      timer = setTimeout(resolve, ms, undefined);
+    });
+    try {
+      return await Promise.race([this.exited, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** SIGKILL and wait for the exit. */

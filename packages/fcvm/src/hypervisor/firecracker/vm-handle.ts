@@ -137,7 +137,7 @@ export class FirecrackerVm implements VmHandle {
     return connectWithRetry(this.vsockPath, AGENT_VSOCK_PORT, {
       signal,
       totalTimeoutMs: DEFAULT_CHANNEL_TIMEOUT_MS,
-      vmGone: () => (this.vmm.running ? undefined : this.vmm.deadError('connecting to the guest agent')),
+      vmGone: () => (this.vmm.running ? undefined : this.vmm.deadError('the connection to the guest agent')),
     });
   }
 

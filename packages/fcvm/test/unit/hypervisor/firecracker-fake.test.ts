@@ -511,7 +511,7 @@ describe('Firecracker adapter against the fake Firecracker', () => {
     );
     assert.deepEqual(await vm.exited, { code: 3, signal: null });
     await assert.rejects(vm.resume(), /exited with status 3 during resume/);
-    await assert.rejects(vm.openChannel(), /exited with status 3 during connecting to the guest agent/);
+    await assert.rejects(vm.openChannel(), /exited with status 3 during the connection to the guest agent/);
     assert.deepEqual(await vm.stop(), { code: 3, signal: null });
     assert.equal(existsSync(join(s.spec.vmDir, 'firecracker.sock')), false);
   });

@@ -14,7 +14,7 @@ import { findStaticBusybox, type StaticBusybox } from './busybox.js';
 import { guestFileHashes } from './guest-files.js';
 import { imagesDir, writeImageIndex } from './image-store.js';
 import { buildInitrd, initrdAssetName } from './initramfs.js';
-import { buildKernel, type KernelAsset, type KernelSource, kernelAsset, resolveKernelSource } from './kernel.js';
+import { buildKernel, type KernelAsset, type KernelSource, kernelAsset, resolveKernelSourceCached } from './kernel.js';
 import { type ProgressListener, timedStep } from './progress.js';
 import { buildRootfs, rootfsAssetName, rootfsInputs } from './rootfs.js';
 import { acquireBuildLock, type BuildDir, createBuildDir, publish, sweepStaleBuildDirs } from './store.js';
@@ -64,7 +64,7 @@ export async function planAssets(dir: DataDir, config: FcvmConfig): Promise<Asse
       'kernel.path is not supported by fcvm setup yet: remove it (or name a Debian package with kernel.package).',
     );
   }
-  const source = await resolveKernelSource(config);
+  const source = await resolveKernelSourceCached(config, join(dir.tmp, 'kernel-source.json'));
   const kernel = kernelAsset(dir.assets, source);
   const busybox = findStaticBusybox();
   const initrdName = initrdAssetName({

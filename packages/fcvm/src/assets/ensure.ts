@@ -12,6 +12,7 @@ import { type DataDir, ensureDataDir } from '../data-dir.js';
 import { FcvmError } from '../errors.js';
 import { findStaticBusybox, type StaticBusybox } from './busybox.js';
 import { guestFileHashes } from './guest-files.js';
+import { requireRoot } from './host-tools.js';
 import { imagesDir, writeImageIndex } from './image-store.js';
 import { buildInitrd, initrdAssetName } from './initramfs.js';
 import { buildKernel, type KernelAsset, type KernelSource, kernelAsset, resolveKernelSourceCached } from './kernel.js';
@@ -134,8 +135,12 @@ export async function ensureAssets(dir: DataDir, config: FcvmConfig, options: En
     return pathsOf(plan);
   }
 
+  // Fail before downloading anything when the one step that needs root would fail anyway.
+  if (missing.includes('rootfs')) requireRoot('Building the guest root filesystem (mmdebstrap --mode=root, chroot)');
   ensureDataDir(dir);
-  const lock = await acquireBuildLock(dir);
+  const lock = await acquireBuildLock(dir, {
+    onWait: () => options.onProgress?.({ type: 'note', message: 'waiting for another fcvm setup to finish...' }),
+  });
   let build: BuildDir | undefined;
   try {
     for (const path of await sweepStaleBuildDirs(dir)) {

@@ -58,7 +58,7 @@ export function requireHostTool(tool: HostTool, purpose: string): string {
 /** NEEDS_ROOT unless this process runs as root. */
 export function requireRoot(what: string): void {
   if (process.getuid?.() === 0) return;
-  throw new FcvmError('NEEDS_ROOT', `${what} needs root: run \`sudo fcvm setup\` once, then fcvm works for you.`);
+  throw new FcvmError('NEEDS_ROOT', `${what} needs root: run it as root (sudo fcvm setup).`);
 }
 
 export interface RunToolOptions {

@@ -13,7 +13,7 @@ import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { DataDir } from '../data-dir.js';
 import { FcvmError } from '../errors.js';
-import { type FileLock, lockFile } from '../sys/flock.js';
+import { type FileLock, lockFile, tryLockFile } from '../sys/flock.js';
 import { isSameProcessAlive, processStartTime } from '../util/proc.js';
 import { findHostTool, runTool } from './host-tools.js';
 
@@ -144,11 +144,21 @@ export async function publish(builtPath: string, assetPath: string, build: Build
   await rename(builtPath, assetPath);
 }
 
-/** Serialises builds per data dir; waits (up to `timeoutMs`) for a concurrent `fcvm setup`. */
-export async function acquireBuildLock(dir: DataDir, timeoutMs = 30 * 60_000): Promise<FileLock> {
+/**
+ * Serialises builds per data dir; waits (up to `timeoutMs`) for a concurrent `fcvm setup`, calling
+ * `onWait` once if it has to.
+ */
+export async function acquireBuildLock(
+  dir: DataDir,
+  options: { timeoutMs?: number; onWait?: () => void } = {},
+): Promise<FileLock> {
   mkdirSync(dir.tmp, { recursive: true, mode: 0o700 });
+  const path = join(dir.tmp, 'setup.lock');
+  const immediate = tryLockFile(path);
+  if (immediate) return immediate;
+  options.onWait?.();
   try {
-    return await lockFile(join(dir.tmp, 'setup.lock'), { timeoutMs });
+    return await lockFile(path, { timeoutMs: options.timeoutMs ?? 30 * 60_000 });
   } catch (err) {
     throw new FcvmError('ASSET_BUILD', `Another fcvm setup has been building assets in ${dir.root} for too long.`, {
       cause: err,

@@ -23,8 +23,6 @@ import { buildTestImage, TEST_IMAGE_REF, testImageAssetName } from './test-image
 
 export type AssetKind = 'kernel' | 'initrd' | 'rootfs' | 'testImage';
 
-export const ASSET_KINDS: readonly AssetKind[] = ['kernel', 'initrd', 'rootfs', 'testImage'];
-
 export interface AssetPlan {
   readonly kernelSource: KernelSource;
   readonly kernel: KernelAsset;
@@ -129,7 +127,9 @@ export interface EnsureOptions {
 export async function ensureAssets(dir: DataDir, config: FcvmConfig, options: EnsureOptions = {}): Promise<AssetPaths> {
   const plan = await planAssets(dir, config);
   const needed = (path: string) => options.force === true || !existsSync(path);
-  const missing = ASSET_KINDS.filter((kind) => needed(assetStatuses(plan).find((s) => s.kind === kind)!.path));
+  const missing = assetStatuses(plan)
+    .filter((status) => needed(status.path))
+    .map((status) => status.kind);
   if (missing.length === 0) {
     await writeImageIndex(dir.assets, { images: { [TEST_IMAGE_REF]: testImageEntry(plan) } });
     return pathsOf(plan);

@@ -9,7 +9,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { DataDir } from '../data-dir.js';
 import { FcvmError } from '../errors.js';
@@ -138,6 +138,15 @@ export async function removeTree(path: string): Promise<void> {
  */
 export async function publish(builtPath: string, assetPath: string, build: BuildDir): Promise<void> {
   await mkdir(join(assetPath, '..'), { recursive: true, mode: 0o700 });
+  if (lstatSync(builtPath).isFile()) {
+    // On disk before its name appears: a crash must not leave a complete-looking but empty asset.
+    const handle = await open(builtPath, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
   if (existsSync(assetPath) && lstatSync(assetPath).isDirectory()) {
     await rename(assetPath, join(build.path, `replaced-${randomBytes(4).toString('hex')}`));
   }

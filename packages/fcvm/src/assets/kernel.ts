@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import type { FcvmConfig } from '../config.js';
 import { FcvmError } from '../errors.js';
+import { log } from '../log.js';
 import { requireHostTool, runTool } from './host-tools.js';
 import type { ReportFraction } from './progress.js';
 import { type BuildDir, inputHash } from './store.js';
@@ -158,10 +159,15 @@ export async function resolveKernelSourceCached(config: FcvmConfig, cachePath: s
     // No cache yet or an unreadable one: ask apt.
   }
   const source = await resolveKernelSource(config);
-  mkdirSync(dirname(cachePath), { recursive: true, mode: 0o700 });
-  const temp = `${cachePath}.${process.pid}.tmp`;
-  writeFileSync(temp, JSON.stringify({ key, source }));
-  renameSync(temp, cachePath);
+  try {
+    mkdirSync(dirname(cachePath), { recursive: true, mode: 0o700 });
+    const temp = `${cachePath}.${process.pid}.tmp`;
+    writeFileSync(temp, JSON.stringify({ key, source }));
+    renameSync(temp, cachePath);
+  } catch (err) {
+    // Only a speed-up: a data dir this user cannot write (assets built by root) still works.
+    log.debug(`could not remember the kernel package resolution in ${cachePath}: ${String(err)}`);
+  }
   return source;
 }
 

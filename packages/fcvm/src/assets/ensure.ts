@@ -147,7 +147,7 @@ export async function ensureAssets(dir: DataDir, config: FcvmConfig, options: En
       options.onProgress?.({ type: 'note', message: `removed the scratch directory of an interrupted build: ${path}` });
     }
     build = await createBuildDir(dir);
-    await buildMissing(plan, build, options, needed);
+    await buildMissing(plan, build, { ...options, holdLockFd: lock.fd }, needed);
     await writeImageIndex(dir.assets, { images: { [TEST_IMAGE_REF]: testImageEntry(plan) } });
   } finally {
     try {
@@ -166,7 +166,7 @@ function testImageEntry(plan: AssetPlan) {
 async function buildMissing(
   plan: AssetPlan,
   build: BuildDir,
-  options: EnsureOptions,
+  options: EnsureOptions & { holdLockFd: number },
   needed: (path: string) => boolean,
 ): Promise<void> {
   const { onProgress, signal } = options;
@@ -197,6 +197,7 @@ async function buildMissing(
         outPath: out,
         report,
         signal,
+        holdLockFd: options.holdLockFd,
       });
       await publish(out, plan.rootfs, build);
     });

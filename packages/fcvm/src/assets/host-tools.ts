@@ -70,6 +70,11 @@ export interface RunToolOptions {
   captureStdout?: boolean;
   /** Write stdout into this file (created or truncated) instead. */
   stdoutPath?: string;
+  /**
+   * A lock descriptor the tool inherits (as fd 3), so the lock outlives fcvm while the tool runs:
+   * a tool orphaned by a killed fcvm then keeps the next build away from its scratch directory.
+   */
+  holdLockFd?: number;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -88,7 +93,7 @@ export function runTool(argv: readonly string[], options: RunToolOptions = {}): 
     const child = spawn(file, args, {
       cwd: options.cwd,
       env: options.env ?? process.env,
-      stdio: ['ignore', stdoutFd ?? 'pipe', 'pipe'],
+      stdio: ['ignore', stdoutFd ?? 'pipe', 'pipe', ...(options.holdLockFd === undefined ? [] : [options.holdLockFd])],
       signal: options.signal,
     });
     if (stdoutFd !== undefined) closeSync(stdoutFd);

@@ -7,13 +7,25 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AGENT_STARTED_MARKER } from '@fcvm/protocol';
 import { type AssetPaths, createAgentInitrd, type InjectedFile } from '../../src/assets/index.js';
+import { acquireBuildLock, mountsBelow, removeTree } from '../../src/assets/store.js';
+import { dataDir } from '../../src/data-dir.js';
 import { agentBundle, testAssets, testAssetsDataDir } from '../helpers/assets.js';
-import { runCli, runCliAsync } from '../helpers/cli.js';
+import { CLI_BUNDLE, runCli, runCliAsync } from '../helpers/cli.js';
 
 const BOOT_TIMEOUT_MS = 120_000;
 
@@ -289,4 +301,54 @@ test('--force rebuilds every asset and removes the scratch dirs of dead builds',
   const withoutCtime = (tree: Map<string, FileIdentity>) =>
     new Map([...tree].map(([path, { ctimeNs: _ctime, ...rest }]) => [path, rest]));
   assert.deepEqual(withoutCtime(snapshotTree(shared)), withoutCtime(sharedBefore), 'the shared cache was not modified');
+});
+
+test('a setup killed mid-build publishes nothing; the next one waits for its orphaned tools, cleans up and builds', async (t) => {
+  const root = scratchDir('killed');
+  const dir = dataDir(root);
+  t.after(async () => {
+    // An orphaned mmdebstrap holds the build lock while it runs (and may have file systems mounted
+    // in its chroot): wait for it, then remove without crossing mount points.
+    const lock = await acquireBuildLock(dir, { timeoutMs: 10 * 60_000 });
+    lock.release();
+    await removeTree(root);
+  });
+  // Everything but the rootfs comes from the shared cache, so the build goes straight to mmdebstrap.
+  const copied = spawnSync('cp', ['-al', join(testAssetsDataDir().root, 'assets'), dir.assets]);
+  assert.equal(copied.status, 0, String(copied.stderr));
+  const rootfs = join(dir.assets, relative(testAssetsDataDir().assets, assets.rootfs));
+  rmSync(rootfs);
+
+  const first = spawn(process.execPath, [CLI_BUNDLE, 'setup'], {
+    env: { ...process.env, ...fcvmEnv(root) },
+    stdio: 'ignore',
+  });
+  const firstExit = new Promise((resolve) => first.on('close', resolve));
+  const deadline = Date.now() + 5 * 60_000;
+  const mmdebstrapStarted = () =>
+    existsSync(dir.tmp) &&
+    readdirSync(dir.tmp).some((name) => name.startsWith('build-') && existsSync(join(dir.tmp, name, 'rootfs', 'etc')));
+  while (!mmdebstrapStarted()) {
+    assert.ok(Date.now() < deadline, 'mmdebstrap did not start within 5 minutes');
+    assert.equal(first.exitCode, null, 'fcvm setup ended before mmdebstrap started');
+    await sleep(200);
+  }
+  first.kill('SIGKILL');
+  await firstExit;
+  assert.equal(existsSync(rootfs), false, 'no rootfs was published');
+
+  const second = spawnSync(process.execPath, [CLI_BUNDLE, 'setup'], {
+    env: { ...process.env, ...fcvmEnv(root) },
+    encoding: 'utf8',
+    timeout: 10 * 60_000,
+  });
+  assert.equal(second.status, 0, second.stderr);
+  assert.match(second.stderr, /waiting for another fcvm setup to finish/, 'the orphaned tool kept the lock');
+  assert.match(second.stderr, /removed the scratch directory of an interrupted build/);
+  assert.ok(statSync(rootfs).size > 0);
+  assert.deepEqual(
+    readdirSync(dir.tmp).filter((name) => name.startsWith('build-')),
+    [],
+  );
+  assert.deepEqual(mountsBelow(root), [], 'nothing is left mounted');
 });

@@ -47,8 +47,12 @@ export function findHostTool(tool: string, env: NodeJS.ProcessEnv = process.env)
 export function requireHostTool(tool: HostTool, purpose: string): string {
   const path = findHostTool(tool);
   if (path !== undefined) return path;
+  throw missingHostToolError(tool, purpose);
+}
+
+export function missingHostToolError(tool: HostTool, purpose: string): FcvmError {
   const pkg = HOST_TOOL_PACKAGES[tool];
-  throw new FcvmError(
+  return new FcvmError(
     'MISSING_HOST_TOOL',
     `${purpose} needs \`${tool}\`, which is not installed: install the Debian package ${pkg} (apt-get install ${pkg}).`,
     { context: { tool, package: pkg } },

@@ -47,7 +47,12 @@ interface BootResult {
 }
 
 /** Boots kernel + initrd + rootfs (through a qcow2 overlay in `dir`) until the VM ends or the timeout. */
-async function boot(assets: AssetPaths, initrd: string, dir: string, memoryMib = 512): Promise<BootResult> {
+async function boot(
+  assets: AssetPaths,
+  initrd: string,
+  dir: string,
+  options: { memoryMib?: number; extraArgs?: readonly string[] } = {},
+): Promise<BootResult> {
   const overlay = join(dir, 'root.qcow2');
   const created = spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', assets.rootfs, '-F', 'raw', overlay]);
   assert.equal(created.status, 0, `qemu-img create failed: ${created.stderr}`);
@@ -57,7 +62,7 @@ async function boot(assets: AssetPaths, initrd: string, dir: string, memoryMib =
     '-accel',
     'tcg',
     '-m',
-    String(memoryMib),
+    String(options.memoryMib ?? 512),
     '-smp',
     '2',
     '-nographic',
@@ -72,6 +77,7 @@ async function boot(assets: AssetPaths, initrd: string, dir: string, memoryMib =
     `id=root,file=${overlay},format=qcow2,if=none,cache=unsafe`,
     '-device',
     'virtio-blk-device,drive=root',
+    ...(options.extraArgs ?? []),
   ];
   const child = spawn('qemu-system-x86_64', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -171,7 +177,7 @@ test('the guest boots to the injected agent, which prints its marker, and powers
   assert.match(result.console, new RegExp(`${AGENT_STARTED_MARKER} protocol=\\d+ node=v18`));
 });
 
-test('injected extra files reach /run/fcvm, podman runs the test image without systemd', async (t) => {
+test('injected extra files reach /run/fcvm, the agent port is linked by name, podman runs the test image without systemd', async (t) => {
   const dir = scratchDir('probe');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   // A stand-in agent that reports what the real agent relies on, then powers off.
@@ -186,6 +192,7 @@ console.log('PROBE token-mode=' + (statSync('/run/fcvm/session/token').mode & 0o
 console.log('PROBE modules=' + ['virtio_console', 'vmw_vsock_virtio_transport', 'virtio_net'].filter((m) => { try { return statSync('/sys/module/' + m).isDirectory(); } catch { return false; } }).join(','));
 console.log('PROBE cgroup=' + run('stat', ['-f', '-c', '%T', '/sys/fs/cgroup']));
 console.log('PROBE hostname=' + run('hostname', []));
+console.log('PROBE port=' + run('readlink', ['/dev/virtio-ports/fcvm.agent']));
 console.log('PROBE cni=' + run('ls', ['/etc/cni/net.d']));
 console.log('PROBE load=' + run('podman', ['load', '-q', '-i', '/run/fcvm/image.tar']));
 console.log('PROBE run=' + run('podman', ['run', '--rm', '--network', 'none', 'localhost/fcvm-busybox', 'echo', 'hello-from-container']));
@@ -198,7 +205,16 @@ execFileSync('/usr/local/bin/busybox', ['poweroff', '-f']);
   ];
   const initrd = join(dir, 'initrd.gz');
   await createAgentInitrd({ baseInitrd: assets.initrd, agentScript: probe, outPath: initrd, extraFiles });
-  const result = await boot(assets, initrd, dir, 1024);
+  // A named virtio-serial port, as the QEMU backend gives the agent: the guest has no udev to link it.
+  const port = [
+    '-device',
+    'virtio-serial-device',
+    '-chardev',
+    'null,id=agent',
+    '-device',
+    'virtserialport,chardev=agent,name=fcvm.agent',
+  ];
+  const result = await boot(assets, initrd, dir, { memoryMib: 1024, extraArgs: port });
   assertPoweredOff(result);
   const probes = new Map(
     [...result.console.matchAll(/^PROBE (\S+?)=(.*?)\r?$/gm)].map((m) => [m[1], m[2]] as [string, string]),
@@ -208,6 +224,7 @@ execFileSync('/usr/local/bin/busybox', ['poweroff', '-f']);
   assert.equal(probes.get('modules'), 'virtio_console,vmw_vsock_virtio_transport,virtio_net');
   assert.equal(probes.get('cgroup'), 'cgroup2fs');
   assert.equal(probes.get('hostname'), 'fcvm');
+  assert.match(probes.get('port') ?? '', /^\.\.\/vport\d+p\d+$/, 'the stage-1 init links /dev/virtio-ports/NAME');
   assert.equal(probes.get('cni'), '', 'the stale podman CNI config is gone');
   assert.equal(probes.get('load'), 'Loaded image: localhost/fcvm-busybox:latest', result.console);
   assert.equal(probes.get('run'), 'hello-from-container', result.console);

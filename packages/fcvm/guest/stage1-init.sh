@@ -54,6 +54,22 @@ if [ -d /fcvm ]; then
   cp -a /fcvm/. /newroot/run/fcvm/ || fail "could not copy the injected files to /run/fcvm"
 fi
 
+# What udev would do (the guest runs none): /dev/virtio-ports/NAME for each named virtio-serial
+# port, e.g. the agent channel fcvm.agent on QEMU. The host sends a port's name shortly after the
+# driver binds, so wait a moment for names that have not arrived yet.
+for port in /sys/class/virtio-ports/vport*; do
+  [ -e "$port" ] || continue
+  tries=0
+  while [ ! -s "$port/name" ] && [ "$tries" -lt 100 ]; do
+    tries=$((tries + 1))
+    usleep 10000
+  done
+  name="$(cat "$port/name" 2>/dev/null)"
+  [ -n "$name" ] || continue
+  mkdir -p /dev/virtio-ports
+  ln -sf "../${port##*/}" "/dev/virtio-ports/$name"
+done
+
 mount --move /dev /newroot/dev
 umount /sys
 umount /proc

@@ -12,17 +12,16 @@ import { type DataDir, ensureDataDir } from '../data-dir.js';
 import { FcvmError } from '../errors.js';
 import { findStaticBusybox, type StaticBusybox } from './busybox.js';
 import { guestFileHashes } from './guest-files.js';
+import { requireRoot } from './host-tools.js';
 import { imagesDir, writeImageIndex } from './image-store.js';
 import { buildInitrd, initrdAssetName } from './initramfs.js';
-import { buildKernel, type KernelAsset, type KernelSource, kernelAsset, resolveKernelSource } from './kernel.js';
+import { buildKernel, type KernelAsset, type KernelSource, kernelAsset, resolveKernelSourceCached } from './kernel.js';
 import { type ProgressListener, timedStep } from './progress.js';
 import { buildRootfs, rootfsAssetName, rootfsInputs } from './rootfs.js';
 import { acquireBuildLock, type BuildDir, createBuildDir, publish, sweepStaleBuildDirs } from './store.js';
 import { buildTestImage, TEST_IMAGE_REF, testImageAssetName } from './test-image.js';
 
 export type AssetKind = 'kernel' | 'initrd' | 'rootfs' | 'testImage';
-
-export const ASSET_KINDS: readonly AssetKind[] = ['kernel', 'initrd', 'rootfs', 'testImage'];
 
 export interface AssetPlan {
   readonly kernelSource: KernelSource;
@@ -64,7 +63,7 @@ export async function planAssets(dir: DataDir, config: FcvmConfig): Promise<Asse
       'kernel.path is not supported by fcvm setup yet: remove it (or name a Debian package with kernel.package).',
     );
   }
-  const source = await resolveKernelSource(config);
+  const source = await resolveKernelSourceCached(config, join(dir.tmp, 'kernel-source.json'));
   const kernel = kernelAsset(dir.assets, source);
   const busybox = findStaticBusybox();
   const initrdName = initrdAssetName({
@@ -128,21 +127,27 @@ export interface EnsureOptions {
 export async function ensureAssets(dir: DataDir, config: FcvmConfig, options: EnsureOptions = {}): Promise<AssetPaths> {
   const plan = await planAssets(dir, config);
   const needed = (path: string) => options.force === true || !existsSync(path);
-  const missing = ASSET_KINDS.filter((kind) => needed(assetStatuses(plan).find((s) => s.kind === kind)!.path));
+  const missing = assetStatuses(plan)
+    .filter((status) => needed(status.path))
+    .map((status) => status.kind);
   if (missing.length === 0) {
     await writeImageIndex(dir.assets, { images: { [TEST_IMAGE_REF]: testImageEntry(plan) } });
     return pathsOf(plan);
   }
 
+  // Fail before downloading anything when the one step that needs root would fail anyway.
+  if (missing.includes('rootfs')) requireRoot('Building the guest root filesystem (mmdebstrap --mode=root, chroot)');
   ensureDataDir(dir);
-  const lock = await acquireBuildLock(dir);
+  const lock = await acquireBuildLock(dir, {
+    onWait: () => options.onProgress?.({ type: 'note', message: 'waiting for another fcvm setup to finish...' }),
+  });
   let build: BuildDir | undefined;
   try {
     for (const path of await sweepStaleBuildDirs(dir)) {
       options.onProgress?.({ type: 'note', message: `removed the scratch directory of an interrupted build: ${path}` });
     }
     build = await createBuildDir(dir);
-    await buildMissing(plan, build, options, needed);
+    await buildMissing(plan, build, { ...options, holdLockFd: lock.fd }, needed);
     await writeImageIndex(dir.assets, { images: { [TEST_IMAGE_REF]: testImageEntry(plan) } });
   } finally {
     try {
@@ -161,7 +166,7 @@ function testImageEntry(plan: AssetPlan) {
 async function buildMissing(
   plan: AssetPlan,
   build: BuildDir,
-  options: EnsureOptions,
+  options: EnsureOptions & { holdLockFd: number },
   needed: (path: string) => boolean,
 ): Promise<void> {
   const { onProgress, signal } = options;
@@ -192,6 +197,7 @@ async function buildMissing(
         outPath: out,
         report,
         signal,
+        holdLockFd: options.holdLockFd,
       });
       await publish(out, plan.rootfs, build);
     });

@@ -47,8 +47,12 @@ export function findHostTool(tool: string, env: NodeJS.ProcessEnv = process.env)
 export function requireHostTool(tool: HostTool, purpose: string): string {
   const path = findHostTool(tool);
   if (path !== undefined) return path;
+  throw missingHostToolError(tool, purpose);
+}
+
+export function missingHostToolError(tool: HostTool, purpose: string): FcvmError {
   const pkg = HOST_TOOL_PACKAGES[tool];
-  throw new FcvmError(
+  return new FcvmError(
     'MISSING_HOST_TOOL',
     `${purpose} needs \`${tool}\`, which is not installed: install the Debian package ${pkg} (apt-get install ${pkg}).`,
     { context: { tool, package: pkg } },
@@ -58,7 +62,7 @@ export function requireHostTool(tool: HostTool, purpose: string): string {
 /** NEEDS_ROOT unless this process runs as root. */
 export function requireRoot(what: string): void {
   if (process.getuid?.() === 0) return;
-  throw new FcvmError('NEEDS_ROOT', `${what} needs root: run \`sudo fcvm setup\` once, then fcvm works for you.`);
+  throw new FcvmError('NEEDS_ROOT', `${what} needs root: run it as root (sudo fcvm setup).`);
 }
 
 export interface RunToolOptions {
@@ -70,6 +74,11 @@ export interface RunToolOptions {
   captureStdout?: boolean;
   /** Write stdout into this file (created or truncated) instead. */
   stdoutPath?: string;
+  /**
+   * A lock descriptor the tool inherits (as fd 3), so the lock outlives fcvm while the tool runs:
+   * a tool orphaned by a killed fcvm then keeps the next build away from its scratch directory.
+   */
+  holdLockFd?: number;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -88,7 +97,7 @@ export function runTool(argv: readonly string[], options: RunToolOptions = {}): 
     const child = spawn(file, args, {
       cwd: options.cwd,
       env: options.env ?? process.env,
-      stdio: ['ignore', stdoutFd ?? 'pipe', 'pipe'],
+      stdio: ['ignore', stdoutFd ?? 'pipe', 'pipe', ...(options.holdLockFd === undefined ? [] : [options.holdLockFd])],
       signal: options.signal,
     });
     if (stdoutFd !== undefined) closeSync(stdoutFd);

@@ -10,9 +10,16 @@ import { FcvmError } from '../errors.js';
 /**
  * Modules the guest needs before its root file system is mounted or soon after: the virtio-mmio
  * transport (microvm, Firecracker), block (root disk), console (QEMU's virtio-serial agent
- * channel) and net. Their dependencies are added automatically.
+ * channel), vsock (Firecracker's agent channel) and net. Their dependencies are added
+ * automatically; anything else the agent loads with modprobe from the root filesystem.
  */
-export const STAGE1_MODULES = ['virtio_mmio', 'virtio_blk', 'virtio_console', 'virtio_net'] as const;
+export const STAGE1_MODULES = [
+  'virtio_mmio',
+  'virtio_blk',
+  'virtio_console',
+  'vmw_vsock_virtio_transport',
+  'virtio_net',
+] as const;
 
 /** The `depends=` list in a module's .modinfo strings (empty when it depends on nothing). */
 export function moduleDepends(ko: Buffer): string[] {

@@ -7,12 +7,14 @@
  *   kernel-<release>-<hash>/modules/<release>/ the module tree (copied into the root filesystem)
  *   kernel-<release>-<hash>/kernel.json        package, version, release
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { arch } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { z } from 'zod';
 import type { FcvmConfig } from '../config.js';
 import { FcvmError } from '../errors.js';
+import { log } from '../log.js';
 import { requireHostTool, runTool } from './host-tools.js';
 import type { ReportFraction } from './progress.js';
 import { type BuildDir, inputHash } from './store.js';
@@ -101,7 +103,7 @@ async function aptShow(aptCache: string, pkg: string): Promise<Record<string, st
 export async function resolveKernelSource(config: FcvmConfig): Promise<KernelSource> {
   const hostArch = debianArch();
   const aptCache = requireHostTool('apt-cache', 'Finding the guest kernel package');
-  let stanza = await aptShow(aptCache, config.kernel.package ?? `linux-image-cloud-${hostArch}`);
+  let stanza = await aptShow(aptCache, requestedKernelPackage(config, hostArch));
   if (!KERNEL_IMAGE_PACKAGE.test(stanza.Package ?? '')) {
     const real = kernelPackageFromDepends(stanza.Depends ?? '');
     if (real === undefined) {
@@ -111,6 +113,62 @@ export async function resolveKernelSource(config: FcvmConfig): Promise<KernelSou
   }
   const pkg = stanza.Package!;
   return { arch: hostArch, package: pkg, version: stanza.Version!, release: KERNEL_IMAGE_PACKAGE.exec(pkg)![1]! };
+}
+
+function requestedKernelPackage(config: FcvmConfig, hostArch: DebianArch): string {
+  return config.kernel.package ?? `linux-image-cloud-${hostArch}`;
+}
+
+const APT_LISTS_DIR = '/var/lib/apt/lists';
+
+/** Changes whenever `apt-get update` changes what apt knows (names, sizes and mtimes of its lists). */
+export function aptListsStamp(listsDir: string = APT_LISTS_DIR): string {
+  let names: string[];
+  try {
+    names = readdirSync(listsDir).filter((name) => name !== 'lock' && name !== 'partial' && name !== 'auxfiles');
+  } catch {
+    return 'no-apt-lists';
+  }
+  const files = names.sort().map((name) => {
+    const st = statSync(join(listsDir, name));
+    return [name, st.size, st.mtimeMs];
+  });
+  return inputHash(files);
+}
+
+const KernelSourceSchema = z
+  .object({
+    arch: z.enum(['amd64', 'arm64']),
+    package: z.string(),
+    version: z.string(),
+    release: z.string(),
+  })
+  .strict();
+
+/**
+ * `resolveKernelSource` remembered in `cachePath` until apt's lists change: apt-cache takes about
+ * half a second per query, and every `fcvm podman run` plans its assets.
+ */
+export async function resolveKernelSourceCached(config: FcvmConfig, cachePath: string): Promise<KernelSource> {
+  const key = inputHash({ requested: requestedKernelPackage(config, debianArch()), lists: aptListsStamp() });
+  try {
+    const cached = JSON.parse(readFileSync(cachePath, 'utf8')) as { key?: unknown; source?: unknown };
+    const source = KernelSourceSchema.safeParse(cached.source);
+    if (cached.key === key && source.success) return source.data;
+  } catch {
+    // No cache yet or an unreadable one: ask apt.
+  }
+  const source = await resolveKernelSource(config);
+  try {
+    mkdirSync(dirname(cachePath), { recursive: true, mode: 0o700 });
+    const temp = `${cachePath}.${process.pid}.tmp`;
+    writeFileSync(temp, JSON.stringify({ key, source }));
+    renameSync(temp, cachePath);
+  } catch (err) {
+    // Only a speed-up: a data dir this user cannot write (assets built by root) still works.
+    log.debug(`could not remember the kernel package resolution in ${cachePath}: ${String(err)}`);
+  }
+  return source;
 }
 
 export function kernelAssetName(source: KernelSource): string {

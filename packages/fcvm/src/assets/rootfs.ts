@@ -137,6 +137,8 @@ export async function buildRootfs(options: {
   kernelRelease: string;
   busybox: StaticBusybox;
   workDir: string;
+  /** The build lock's fd: the long-running tools hold the lock while they live (see runTool). */
+  holdLockFd?: number;
   outPath: string;
   report: ReportFraction;
   signal?: AbortSignal;
@@ -150,6 +152,7 @@ export async function buildRootfs(options: {
 
   await runTool(mmdebstrapArgv(mmdebstrap, inputs, root), {
     signal: options.signal,
+    holdLockFd: options.holdLockFd,
     onLine: (line) => {
       for (const [pattern, fraction] of MMDEBSTRAP_PHASES) {
         if (pattern.test(line)) report(fraction * 0.85, line.replace(/^I: /, ''));
@@ -161,7 +164,10 @@ export async function buildRootfs(options: {
   await mkdir(join(root, 'usr/lib/modules'), { recursive: true });
   await cp(options.modulesDir, join(root, 'usr/lib/modules', options.kernelRelease), { recursive: true });
   // The host may have no depmod (or another version); the guest's own kmod is the right one.
-  await runTool([chroot, root, 'depmod', options.kernelRelease], { signal: options.signal });
+  await runTool([chroot, root, 'depmod', options.kernelRelease], {
+    signal: options.signal,
+    holdLockFd: options.holdLockFd,
+  });
   report(0.88, 'kernel modules installed');
 
   const install = async (path: string, data: Buffer, mode: number) => {
@@ -181,6 +187,7 @@ export async function buildRootfs(options: {
 
   await runTool([mkfs, '-q', '-F', '-L', 'fcvm-root', '-d', root, options.outPath, `${inputs.sizeMib}M`], {
     signal: options.signal,
+    holdLockFd: options.holdLockFd,
   });
   await removeTree(root);
   report(1, 'image written');

@@ -9,11 +9,11 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { DataDir } from '../data-dir.js';
 import { FcvmError } from '../errors.js';
-import { type FileLock, lockFile } from '../sys/flock.js';
+import { type FileLock, lockFile, tryLockFile } from '../sys/flock.js';
 import { isSameProcessAlive, processStartTime } from '../util/proc.js';
 import { findHostTool, runTool } from './host-tools.js';
 
@@ -138,17 +138,36 @@ export async function removeTree(path: string): Promise<void> {
  */
 export async function publish(builtPath: string, assetPath: string, build: BuildDir): Promise<void> {
   await mkdir(join(assetPath, '..'), { recursive: true, mode: 0o700 });
+  if (lstatSync(builtPath).isFile()) {
+    // On disk before its name appears: a crash must not leave a complete-looking but empty asset.
+    const handle = await open(builtPath, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
   if (existsSync(assetPath) && lstatSync(assetPath).isDirectory()) {
     await rename(assetPath, join(build.path, `replaced-${randomBytes(4).toString('hex')}`));
   }
   await rename(builtPath, assetPath);
 }
 
-/** Serialises builds per data dir; waits (up to `timeoutMs`) for a concurrent `fcvm setup`. */
-export async function acquireBuildLock(dir: DataDir, timeoutMs = 30 * 60_000): Promise<FileLock> {
+/**
+ * Serialises builds per data dir; waits (up to `timeoutMs`) for a concurrent `fcvm setup`, calling
+ * `onWait` once if it has to.
+ */
+export async function acquireBuildLock(
+  dir: DataDir,
+  options: { timeoutMs?: number; onWait?: () => void } = {},
+): Promise<FileLock> {
   mkdirSync(dir.tmp, { recursive: true, mode: 0o700 });
+  const path = join(dir.tmp, 'setup.lock');
+  const immediate = tryLockFile(path);
+  if (immediate) return immediate;
+  options.onWait?.();
   try {
-    return await lockFile(join(dir.tmp, 'setup.lock'), { timeoutMs });
+    return await lockFile(path, { timeoutMs: options.timeoutMs ?? 30 * 60_000 });
   } catch (err) {
     throw new FcvmError('ASSET_BUILD', `Another fcvm setup has been building assets in ${dir.root} for too long.`, {
       cause: err,

@@ -23,6 +23,11 @@ function flock(): FlockFn {
 
 export interface FileLock {
   readonly path: string;
+  /**
+   * The locked descriptor. A child process given this fd (spawn stdio) shares the lock: it stays
+   * held until the child exits too, even if this process dies first.
+   */
+  readonly fd: number;
   release(): void;
 }
 
@@ -34,6 +39,7 @@ export function tryLockFile(path: string, mode: 'exclusive' | 'shared' = 'exclus
       let released = false;
       return {
         path,
+        fd,
         release() {
           if (released) return;
           released = true;

@@ -7,13 +7,25 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AGENT_STARTED_MARKER } from '@fcvm/protocol';
 import { type AssetPaths, createAgentInitrd, type InjectedFile } from '../../src/assets/index.js';
+import { acquireBuildLock, mountsBelow, removeTree } from '../../src/assets/store.js';
+import { dataDir } from '../../src/data-dir.js';
 import { agentBundle, testAssets, testAssetsDataDir } from '../helpers/assets.js';
-import { runCli, runCliAsync } from '../helpers/cli.js';
+import { CLI_BUNDLE, runCli, runCliAsync } from '../helpers/cli.js';
 
 const BOOT_TIMEOUT_MS = 120_000;
 
@@ -35,7 +47,12 @@ interface BootResult {
 }
 
 /** Boots kernel + initrd + rootfs (through a qcow2 overlay in `dir`) until the VM ends or the timeout. */
-async function boot(assets: AssetPaths, initrd: string, dir: string, memoryMib = 512): Promise<BootResult> {
+async function boot(
+  assets: AssetPaths,
+  initrd: string,
+  dir: string,
+  options: { memoryMib?: number; extraArgs?: readonly string[] } = {},
+): Promise<BootResult> {
   const overlay = join(dir, 'root.qcow2');
   const created = spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', assets.rootfs, '-F', 'raw', overlay]);
   assert.equal(created.status, 0, `qemu-img create failed: ${created.stderr}`);
@@ -45,7 +62,7 @@ async function boot(assets: AssetPaths, initrd: string, dir: string, memoryMib =
     '-accel',
     'tcg',
     '-m',
-    String(memoryMib),
+    String(options.memoryMib ?? 512),
     '-smp',
     '2',
     '-nographic',
@@ -60,6 +77,7 @@ async function boot(assets: AssetPaths, initrd: string, dir: string, memoryMib =
     `id=root,file=${overlay},format=qcow2,if=none,cache=unsafe`,
     '-device',
     'virtio-blk-device,drive=root',
+    ...(options.extraArgs ?? []),
   ];
   const child = spawn('qemu-system-x86_64', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -159,7 +177,7 @@ test('the guest boots to the injected agent, which prints its marker, and powers
   assert.match(result.console, new RegExp(`${AGENT_STARTED_MARKER} protocol=\\d+ node=v18`));
 });
 
-test('injected extra files reach /run/fcvm, podman runs the test image without systemd', async (t) => {
+test('injected extra files reach /run/fcvm, the agent port is linked by name, podman runs the test image without systemd', async (t) => {
   const dir = scratchDir('probe');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   // A stand-in agent that reports what the real agent relies on, then powers off.
@@ -171,9 +189,10 @@ import { readFileSync, statSync } from 'node:fs';
 const run = (cmd, args) => { try { return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim(); } catch (e) { return 'FAILED ' + e.status + ' ' + e.stderr; } };
 console.log('PROBE token=' + readFileSync('/run/fcvm/session/token', 'utf8').trim());
 console.log('PROBE token-mode=' + (statSync('/run/fcvm/session/token').mode & 0o777).toString(8));
-console.log('PROBE modules=' + ['virtio_console', 'virtio_net'].filter((m) => { try { return statSync('/sys/module/' + m).isDirectory(); } catch { return false; } }).join(','));
+console.log('PROBE modules=' + ['virtio_console', 'vmw_vsock_virtio_transport', 'virtio_net'].filter((m) => { try { return statSync('/sys/module/' + m).isDirectory(); } catch { return false; } }).join(','));
 console.log('PROBE cgroup=' + run('stat', ['-f', '-c', '%T', '/sys/fs/cgroup']));
 console.log('PROBE hostname=' + run('hostname', []));
+console.log('PROBE port=' + run('readlink', ['/dev/virtio-ports/fcvm.agent']));
 console.log('PROBE cni=' + run('ls', ['/etc/cni/net.d']));
 console.log('PROBE load=' + run('podman', ['load', '-q', '-i', '/run/fcvm/image.tar']));
 console.log('PROBE run=' + run('podman', ['run', '--rm', '--network', 'none', 'localhost/fcvm-busybox', 'echo', 'hello-from-container']));
@@ -186,16 +205,26 @@ execFileSync('/usr/local/bin/busybox', ['poweroff', '-f']);
   ];
   const initrd = join(dir, 'initrd.gz');
   await createAgentInitrd({ baseInitrd: assets.initrd, agentScript: probe, outPath: initrd, extraFiles });
-  const result = await boot(assets, initrd, dir, 1024);
+  // A named virtio-serial port, as the QEMU backend gives the agent: the guest has no udev to link it.
+  const port = [
+    '-device',
+    'virtio-serial-device',
+    '-chardev',
+    'null,id=agent',
+    '-device',
+    'virtserialport,chardev=agent,name=fcvm.agent',
+  ];
+  const result = await boot(assets, initrd, dir, { memoryMib: 1024, extraArgs: port });
   assertPoweredOff(result);
   const probes = new Map(
     [...result.console.matchAll(/^PROBE (\S+?)=(.*?)\r?$/gm)].map((m) => [m[1], m[2]] as [string, string]),
   );
   assert.equal(probes.get('token'), 'token-4711', result.console);
   assert.equal(probes.get('token-mode'), '600');
-  assert.equal(probes.get('modules'), 'virtio_console,virtio_net');
+  assert.equal(probes.get('modules'), 'virtio_console,vmw_vsock_virtio_transport,virtio_net');
   assert.equal(probes.get('cgroup'), 'cgroup2fs');
   assert.equal(probes.get('hostname'), 'fcvm');
+  assert.match(probes.get('port') ?? '', /^\.\.\/vport\d+p\d+$/, 'the stage-1 init links /dev/virtio-ports/NAME');
   assert.equal(probes.get('cni'), '', 'the stale podman CNI config is gone');
   assert.equal(probes.get('load'), 'Loaded image: localhost/fcvm-busybox:latest', result.console);
   assert.equal(probes.get('run'), 'hello-from-container', result.console);
@@ -260,20 +289,83 @@ test('--force rebuilds every asset and removes the scratch dirs of dead builds',
   assert.equal(forced.status, 0, forced.stderr);
   assert.match(forced.stderr, /removed the scratch directory of an interrupted build/);
   assert.throws(() => statSync(stale), /ENOENT/);
-  assert.deepEqual(readdirSync(join(root, 'tmp')), ['setup.lock'], 'the build left nothing behind in tmp/');
+  assert.deepEqual(
+    readdirSync(join(root, 'tmp')).filter((name) => name.startsWith('build-')),
+    [],
+    'the build left nothing behind in tmp/',
+  );
 
   const after = snapshotTree(join(root, 'assets'));
   assert.deepEqual([...after.keys()].sort(), [...before.keys()].sort(), 'same asset names: same inputs');
-  for (const [path, identity] of after) {
-    if (path.endsWith('index.json')) continue;
-    assert.notEqual(identity.ino, before.get(path)?.ino, `${path} was rebuilt`);
+  // The shared cache may also hold assets of older inputs: only the current ones are rebuilt.
+  const currentNames = [dirname(assets.kernel), assets.initrd, assets.rootfs, assets.testImage].map((p) =>
+    relative(shared, p),
+  );
+  const current = [...after.keys()].filter((path) =>
+    currentNames.some(
+      (name) => path === join(root, 'assets', name) || path.startsWith(join(root, 'assets', name, '/')),
+    ),
+  );
+  assert.ok(current.length > 4, 'the current assets were found');
+  for (const path of current) {
+    assert.notEqual(after.get(path)?.ino, before.get(path)?.ino, `${path} was rebuilt`);
   }
   // Deterministic builders produce identical bytes again.
-  for (const path of [...after.keys()].filter((p) => /initrd-|fcvm-busybox-|vmlinux$/.test(p))) {
+  for (const path of current.filter((p) => /initrd-|fcvm-busybox-|vmlinux$/.test(p))) {
     assert.equal(after.get(path)?.sha256, before.get(path)?.sha256, `${path} has the same content`);
   }
   // Hard links change ctime (link count): compare everything else.
   const withoutCtime = (tree: Map<string, FileIdentity>) =>
     new Map([...tree].map(([path, { ctimeNs: _ctime, ...rest }]) => [path, rest]));
   assert.deepEqual(withoutCtime(snapshotTree(shared)), withoutCtime(sharedBefore), 'the shared cache was not modified');
+});
+
+test('a setup killed mid-build publishes nothing; the next one waits for its orphaned tools, cleans up and builds', async (t) => {
+  const root = scratchDir('killed');
+  const dir = dataDir(root);
+  t.after(async () => {
+    // An orphaned mmdebstrap holds the build lock while it runs (and may have file systems mounted
+    // in its chroot): wait for it, then remove without crossing mount points.
+    const lock = await acquireBuildLock(dir, { timeoutMs: 10 * 60_000 });
+    lock.release();
+    await removeTree(root);
+  });
+  // Everything but the rootfs comes from the shared cache, so the build goes straight to mmdebstrap.
+  const copied = spawnSync('cp', ['-al', join(testAssetsDataDir().root, 'assets'), dir.assets]);
+  assert.equal(copied.status, 0, String(copied.stderr));
+  const rootfs = join(dir.assets, relative(testAssetsDataDir().assets, assets.rootfs));
+  rmSync(rootfs);
+
+  const first = spawn(process.execPath, [CLI_BUNDLE, 'setup'], {
+    env: { ...process.env, ...fcvmEnv(root) },
+    stdio: 'ignore',
+  });
+  const firstExit = new Promise((resolve) => first.on('close', resolve));
+  const deadline = Date.now() + 5 * 60_000;
+  const mmdebstrapStarted = () =>
+    existsSync(dir.tmp) &&
+    readdirSync(dir.tmp).some((name) => name.startsWith('build-') && existsSync(join(dir.tmp, name, 'rootfs', 'etc')));
+  while (!mmdebstrapStarted()) {
+    assert.ok(Date.now() < deadline, 'mmdebstrap did not start within 5 minutes');
+    assert.equal(first.exitCode, null, 'fcvm setup ended before mmdebstrap started');
+    await sleep(200);
+  }
+  first.kill('SIGKILL');
+  await firstExit;
+  assert.equal(existsSync(rootfs), false, 'no rootfs was published');
+
+  const second = spawnSync(process.execPath, [CLI_BUNDLE, 'setup'], {
+    env: { ...process.env, ...fcvmEnv(root) },
+    encoding: 'utf8',
+    timeout: 10 * 60_000,
+  });
+  assert.equal(second.status, 0, second.stderr);
+  assert.match(second.stderr, /waiting for another fcvm setup to finish/, 'the orphaned tool kept the lock');
+  assert.match(second.stderr, /removed the scratch directory of an interrupted build/);
+  assert.ok(statSync(rootfs).size > 0);
+  assert.deepEqual(
+    readdirSync(dir.tmp).filter((name) => name.startsWith('build-')),
+    [],
+  );
+  assert.deepEqual(mountsBelow(root), [], 'nothing is left mounted');
 });

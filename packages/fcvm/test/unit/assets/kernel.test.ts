@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { kernelAssetName, kernelPackageFromDepends, parseAptStanza } from '../../../src/assets/kernel.js';
+import {
+  aptListsStamp,
+  kernelAssetName,
+  kernelPackageFromDepends,
+  parseAptStanza,
+} from '../../../src/assets/kernel.js';
 import { moduleDepends, moduleLoadOrder } from '../../../src/assets/kernel-modules.js';
 import { bzImagePayload, decompressLz4Legacy } from '../../../src/assets/vmlinux.js';
 
@@ -100,4 +108,21 @@ test('bzImagePayload finds the compressed kernel through the setup header', () =
   image.write('PAYLOAD-PAYLOAD!', 2048 + 100, 'latin1');
   assert.equal(bzImagePayload(image)?.toString('latin1'), 'PAYLOAD-PAYLOAD!');
   assert.equal(bzImagePayload(Buffer.alloc(8192)), undefined);
+});
+
+test('aptListsStamp changes when apt-get update changes the package lists', (t) => {
+  const lists = mkdtempSync(join(tmpdir(), 'fcvm-apt-lists-'));
+  t.after(() => rmSync(lists, { recursive: true, force: true }));
+  writeFileSync(join(lists, 'deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages'), 'Package: a\n');
+  writeFileSync(join(lists, 'lock'), '');
+  const first = aptListsStamp(lists);
+  assert.equal(aptListsStamp(lists), first);
+  writeFileSync(join(lists, 'lock'), 'held');
+  assert.equal(aptListsStamp(lists), first, 'the lock file is not content');
+  writeFileSync(
+    join(lists, 'deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages'),
+    'Package: a\nPackage: b\n',
+  );
+  assert.notEqual(aptListsStamp(lists), first);
+  assert.equal(aptListsStamp(join(lists, 'missing')), 'no-apt-lists');
 });

@@ -66,14 +66,35 @@ class PortSession extends Duplex {
   }
 }
 
-export async function serveVirtioPort(path: string, handle: SessionHandler, signal: AbortSignal): Promise<void> {
+/** Byte-level access to a port: what the reader loop needs, so it can be tested without a device. */
+export interface PortIo {
+  /** Resolves with the number of bytes read into `buffer`; 0 as the driver's EOF. */
+  read(buffer: Buffer): Promise<number>;
+  writeAll(chunk: Buffer): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function openPortDevice(path: string): Promise<PortIo> {
   const port = await open(path, 'r+');
-  const writeAll = async (chunk: Buffer): Promise<void> => {
-    for (let offset = 0; offset < chunk.length; ) {
-      const { bytesWritten } = await port.write(chunk, offset, chunk.length - offset, null);
-      offset += bytesWritten;
-    }
+  return {
+    read: async (buffer) => (await port.read(buffer, 0, buffer.length, null)).bytesRead,
+    async writeAll(chunk) {
+      for (let offset = 0; offset < chunk.length; ) {
+        const { bytesWritten } = await port.write(chunk, offset, chunk.length - offset, null);
+        offset += bytesWritten;
+      }
+    },
+    close: () => port.close(),
   };
+}
+
+export async function serveVirtioPort(path: string, handle: SessionHandler, signal: AbortSignal): Promise<void> {
+  await servePort(await openPortDevice(path), handle, signal);
+}
+
+/** The reader loop (rules above). Closes `port` when `signal` aborts. */
+export async function servePort(port: PortIo, handle: SessionHandler, signal: AbortSignal): Promise<void> {
+  const writeAll = (chunk: Buffer): Promise<void> => port.writeAll(chunk);
   const buffer = Buffer.allocUnsafe(READ_SIZE);
   let session: PortSession | null = null;
   let sessionHasData = false;
@@ -86,7 +107,7 @@ export async function serveVirtioPort(path: string, handle: SessionHandler, sign
   };
   try {
     while (!signal.aborted) {
-      const { bytesRead } = await port.read(buffer, 0, READ_SIZE, null);
+      const bytesRead = await port.read(buffer);
       if (bytesRead === 0) {
         if (sessionHasData) endSession('ended');
         await new Promise((resolve) => setTimeout(resolve, POLL_MS));

@@ -2,15 +2,23 @@
  * Transports that bring host sessions to the agent. Each yields one Duplex per host session and
  * waits for the next when it ends.
  *
- * virtio-serial (QEMU): /dev/virtio-ports/fcvm.agent is a character device, not a socket, and can be
- * opened by one process at a time. What the guest driver does (virtio_console.c, checked in a guest):
- *   - no host connected: read() returns 0 at once (EOF) and write() blocks until a host connects;
- *   - host connected: read() blocks until data arrives;
- *   - host disconnects: a blocked read() wakes up and returns 0 once the buffered data is read.
- * So one reader loop owns the port for the agent's whole life: the first bytes after an EOF start a
- * session, the next EOF ends it; while no host is there the loop polls every POLL_MS. Bytes that
- * arrive for a session the agent has already closed (e.g. a rejected hello) are dropped until the
- * host goes away, so they can never leak into the next session.
+ * virtio-serial (QEMU): the port (/dev/vportNpM, named fcvm.agent) is a character device, not a
+ * socket, and one process at a time may open it. What the guest driver does, as seen in a real guest
+ * (QEMU microvm, Debian cloud kernel 6.1) with the host connecting to QEMU's chardev socket:
+ *   - no host connected: read() returns 0 at once; write() blocks until a host connects, and then
+ *     delivers the stale bytes to that new host (the preamble exchange makes the host skip them);
+ *   - host connected: read() blocks until data arrives; each read returns bytes of one buffer, which
+ *     QEMU fills from one read of the host socket;
+ *   - host disconnects: read() returns 0 once the buffered data is read. The disconnect travels on
+ *     the control queue, the data on the data queue, so when a host reconnects at once the NEW host's
+ *     first bytes (its preamble) can be read BEFORE that 0 - seen in the guest with a reconnect
+ *     within a few ms.
+ * Hence the rules of the reader loop, which owns the port for the agent's life:
+ *   - a read that is exactly one preamble line starts a new session, superseding the current one;
+ *   - a 0 read ends the current session only if that session got data after its preamble (else it
+ *     is the late disconnect of the previous host); with no session the loop polls every POLL_MS;
+ *   - other bytes go to the current session, or start one when there is none (the session drops
+ *     anything before a preamble).
  *
  * Unix socket: for running the agent on a development host (tests); every connection is a session.
  * vsock (Firecracker): Node has no AF_VSOCK; not available in this version.
@@ -18,6 +26,7 @@
 import { open } from 'node:fs/promises';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
+import { isWholePreamble } from '@fcvm/protocol';
 import { describeError, logLine } from './log.js';
 
 export type SessionHandler = (stream: Duplex) => Promise<void>;
@@ -57,38 +66,67 @@ class PortSession extends Duplex {
   }
 }
 
-export async function serveVirtioPort(path: string, handle: SessionHandler, signal: AbortSignal): Promise<void> {
+/** Byte-level access to a port: what the reader loop needs, so it can be tested without a device. */
+export interface PortIo {
+  /** Resolves with the number of bytes read into `buffer`; 0 as the driver's EOF. */
+  read(buffer: Buffer): Promise<number>;
+  writeAll(chunk: Buffer): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function openPortDevice(path: string): Promise<PortIo> {
   const port = await open(path, 'r+');
-  const writeAll = async (chunk: Buffer): Promise<void> => {
-    for (let offset = 0; offset < chunk.length; ) {
-      const { bytesWritten } = await port.write(chunk, offset, chunk.length - offset, null);
-      offset += bytesWritten;
-    }
+  return {
+    read: async (buffer) => (await port.read(buffer, 0, buffer.length, null)).bytesRead,
+    async writeAll(chunk) {
+      for (let offset = 0; offset < chunk.length; ) {
+        const { bytesWritten } = await port.write(chunk, offset, chunk.length - offset, null);
+        offset += bytesWritten;
+      }
+    },
+    close: () => port.close(),
   };
+}
+
+export async function serveVirtioPort(path: string, handle: SessionHandler, signal: AbortSignal): Promise<void> {
+  await servePort(await openPortDevice(path), handle, signal);
+}
+
+/** The reader loop (rules above). Closes `port` when `signal` aborts. */
+export async function servePort(port: PortIo, handle: SessionHandler, signal: AbortSignal): Promise<void> {
+  const writeAll = (chunk: Buffer): Promise<void> => port.writeAll(chunk);
   const buffer = Buffer.allocUnsafe(READ_SIZE);
   let session: PortSession | null = null;
+  let sessionHasData = false;
   let sessionCount = 0;
+  const endSession = (why: string): void => {
+    if (session === null) return;
+    logLine(`host session ${sessionCount} ${why}`);
+    session.push(null);
+    session = null;
+  };
   try {
     while (!signal.aborted) {
-      const { bytesRead } = await port.read(buffer, 0, READ_SIZE, null);
+      const bytesRead = await port.read(buffer);
       if (bytesRead === 0) {
-        if (session !== null) {
-          logLine(`host session ${sessionCount} ended`);
-          session.push(null);
-          session = null;
-        }
+        if (sessionHasData) endSession('ended');
         await new Promise((resolve) => setTimeout(resolve, POLL_MS));
         continue;
       }
       const chunk = Buffer.from(buffer.subarray(0, bytesRead));
+      const preamble = isWholePreamble(chunk);
+      if (preamble) endSession('superseded by a new host');
       if (session === null) {
         sessionCount++;
         logLine(`host session ${sessionCount} started`);
         const current = new PortSession(writeAll);
         session = current;
+        sessionHasData = !preamble;
         handle(current).catch((err: unknown) => logLine(`session failed: ${describeError(err)}`));
+      } else {
+        sessionHasData = true;
       }
-      // A session the agent closed keeps its host until EOF: its bytes are dropped.
+      // A session the agent closed itself (e.g. a rejected hello) drops its host's bytes until EOF.
       await session.deliver(chunk);
     }
   } finally {

@@ -20,7 +20,9 @@ import { describeError, logLine } from './log.js';
 export class FrameStream {
   private readonly stream: ServerHttp2Stream;
   private readonly decoder = new FrameDecoder(HOST_FRAME_TYPES);
-  private frameHandler: (frame: Frame) => void = () => {};
+  /** Frames that arrived while nobody consumed them; delivered in order to the next consumer. */
+  private readonly queued: Frame[] = [];
+  private frameHandler: ((frame: Frame) => void) | null = null;
   private finished = false;
   /** Aborted when the host's side of the session is gone (stream reset, session broken). */
   readonly gone = new AbortController();
@@ -36,22 +38,32 @@ export class FrameStream {
         this.fail({ code: 'BAD_MESSAGE', message: describeError(err) });
         return;
       }
-      for (const frame of frames) this.frameHandler(frame);
+      this.queued.push(...frames);
+      this.deliverQueued();
     });
     stream.on('close', () => this.gone.abort());
     stream.on('error', (err) => logLine(`session stream: ${describeError(err)}`));
   }
 
-  /** Frames from the host, in order. Buffered data is delivered only after this is set. */
-  onFrame(handler: (frame: Frame) => void): void {
-    this.frameHandler = handler;
+  private deliverQueued(): void {
+    while (this.frameHandler !== null && this.queued.length > 0) {
+      const frame = this.queued.shift();
+      if (frame !== undefined) this.frameHandler(frame);
+    }
   }
 
-  /** The first frame, which must be Start; its JSON payload is returned unparsed. */
+  /** Frames from the host, in order; frames that arrived earlier are delivered first. */
+  onFrame(handler: (frame: Frame) => void): void {
+    this.frameHandler = handler;
+    this.deliverQueued();
+  }
+
+  /** The first frame, which must be Start; its JSON payload is returned unparsed. Later frames stay queued. */
   firstStart(): Promise<unknown> {
     return new Promise((resolve, reject) => {
       this.gone.signal.addEventListener('abort', () => reject(new Error('session closed before its start frame')));
-      this.onFrame((frame) => {
+      this.frameHandler = (frame) => {
+        this.frameHandler = null;
         if (frame.type !== FrameType.Start) {
           reject(new Error(`the first frame must be Start, got 0x${frame.type.toString(16)}`));
           return;
@@ -61,7 +73,8 @@ export class FrameStream {
         } catch (err) {
           reject(err);
         }
-      });
+      };
+      this.deliverQueued();
     });
   }
 

@@ -3,11 +3,11 @@
  * (`node /run/fcvm/fc-agent.mjs`); the init powers the VM off when the agent exits, so "power off"
  * here means: close the channel and exit.
  *
- *   fc-agent [--port /dev/virtio-ports/fcvm.agent] [--token-file /run/fcvm/token]
+ *   fc-agent [--port-name fcvm.agent] [--token-file /run/fcvm/token]
  *   fc-agent --listen-unix PATH --token-file FILE     (development: serve a Unix socket on this host)
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { AGENT_PORT_NAME, AGENT_STARTED_MARKER, GUEST_TOKEN_PATH, PROTOCOL_VERSION } from '@fcvm/protocol';
 import { serveUnixSocket, serveVirtioPort } from './channel.js';
@@ -21,7 +21,7 @@ import { runRestoreSequence } from './restore.js';
 import { AgentServer } from './server.js';
 
 export const AGENT_VERSION = '0.1.0';
-const DEFAULT_PORT_PATH = `/dev/virtio-ports/${AGENT_PORT_NAME}`;
+const SYSFS_PORTS = '/sys/class/virtio-ports';
 const PORT_WAIT_MS = 10_000;
 
 const guestSetup: GuestSetup = {
@@ -38,14 +38,32 @@ const guestSetup: GuestSetup = {
   },
 };
 
-async function waitForPort(path: string): Promise<void> {
-  if (existsSync(path)) return;
+/**
+ * The device of the virtio-serial port named `name`. /dev/virtio-ports/NAME is a udev symlink, and
+ * the guest runs no udev: the name is in sysfs (/sys/class/virtio-ports/vportNpM/name).
+ */
+async function findPortByName(name: string): Promise<string | null> {
+  const udevPath = `/dev/virtio-ports/${name}`;
+  if (existsSync(udevPath)) return udevPath;
+  const entries = await readdir(SYSFS_PORTS).catch(() => []);
+  for (const entry of entries) {
+    const portName = await readFile(`${SYSFS_PORTS}/${entry}/name`, 'utf8').catch(() => '');
+    if (portName.trim() === name) return `/dev/${entry}`;
+  }
+  return null;
+}
+
+async function waitForPort(name: string): Promise<string> {
+  const found = await findPortByName(name);
+  if (found !== null) return found;
   await runCommand(['modprobe', 'virtio_console']).catch((err: unknown) => {
     logLine(`modprobe virtio_console: ${describeError(err)}`);
   });
   const deadline = Date.now() + PORT_WAIT_MS;
-  while (!existsSync(path)) {
-    if (Date.now() > deadline) throw new Error(`${path} did not appear; is the VM's virtio-serial port configured?`);
+  for (;;) {
+    const path = await findPortByName(name);
+    if (path !== null && existsSync(path)) return path;
+    if (Date.now() > deadline) throw new Error(`the virtio-serial port ${name} did not appear in the guest`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
@@ -53,7 +71,7 @@ async function waitForPort(path: string): Promise<void> {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      port: { type: 'string', default: DEFAULT_PORT_PATH },
+      'port-name': { type: 'string', default: AGENT_PORT_NAME },
       'token-file': { type: 'string', default: GUEST_TOKEN_PATH },
       'listen-unix': { type: 'string' },
     },
@@ -80,9 +98,10 @@ async function main(): Promise<void> {
     await new Promise((resolve) => stop.signal.addEventListener('abort', resolve));
     await close();
   } else {
-    await waitForPort(values.port);
+    const portPath = await waitForPort(values['port-name']);
+    logLine(`serving the host on ${portPath}`);
     // The port loop ends when stop aborts after its current read; don't wait for a host that never comes.
-    void serveVirtioPort(values.port, serve, stop.signal).catch((err: unknown) => {
+    void serveVirtioPort(portPath, serve, stop.signal).catch((err: unknown) => {
       logLine(`channel failed: ${describeError(err)}`);
       stop.abort();
     });

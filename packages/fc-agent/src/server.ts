@@ -7,6 +7,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import {
+  acceptAgentChannel,
   type HelloRequest,
   type HelloResponse,
   JSON_CONTENT_TYPE,
@@ -47,7 +48,18 @@ export class AgentServer {
   }
 
   /** Serves one host session on `stream`; resolves when it has ended, however it ended. */
-  serveSession(stream: Duplex): Promise<void> {
+  async serveSession(stream: Duplex): Promise<void> {
+    let channel: Duplex;
+    try {
+      channel = (await acceptAgentChannel(stream)).session;
+    } catch (err) {
+      logLine(`no session started: ${describeError(err)}`);
+      return;
+    }
+    await this.serveHttp2(channel);
+  }
+
+  private serveHttp2(stream: Duplex): Promise<void> {
     const server = http2.createServer();
     const authenticated = new WeakSet<http2.Http2Session>();
     return new Promise((resolve) => {

@@ -4,7 +4,9 @@
  *
  * Transport: one byte stream per host session (Firecracker: hybrid vsock to AGENT_VSOCK_PORT;
  * QEMU: the virtio-serial port AGENT_PORT_NAME, /dev/virtio-ports/fcvm.agent in the guest). On it
- * runs HTTP/2 (node:http2, cleartext, prior knowledge): the host is the client, the agent the server.
+ * first comes the channel preamble (preamble.ts: one line each way that marks where the session
+ * starts), then HTTP/2 (node:http2, cleartext, prior knowledge): the host is the client, the agent
+ * the server.
  * A broken stream ends the session; the agent then waits for the next one. A snapshot restore always
  * breaks the stream, and the next hello carries a new restoreEpoch.
  *
@@ -21,6 +23,7 @@
  *                                  Stdin*, StdinEnd, Resize  Stderr*, Exit|Error           stream breaks
  *   /v1/poweroff           POST    {}                        202 {}                        container removed, VM off
  *
+ *   before all: host sends "FCVM-CHANNEL <version> <nonce>\n", agent echoes it; bytes before it are dropped
  *   errors: non-2xx status with {"error": {"code": WireErrorCode, "message": "..."}} (wire-error.ts)
  *   frame:  [type u8][length u32 BE][payload], payload <= 1 MiB (frames.ts)
  *
@@ -50,8 +53,10 @@ export const GUEST_TOKEN_PATH = '/run/fcvm/token';
 /** Name of the one container the agent runs. */
 export const CONTAINER_NAME = 'fcvm-container';
 
+export * from './channel-start.js';
 export * from './frames.js';
 export * from './guards.js';
 export * from './messages.js';
+export * from './preamble.js';
 export * from './routes.js';
 export * from './wire-error.js';

@@ -24,6 +24,7 @@ import {
   parseAgentStatus,
   parseHelloResponse,
   Route,
+  startHostChannel,
 } from '@fcvm/protocol';
 import { FcvmError } from '../errors.js';
 import { log } from '../log.js';
@@ -38,7 +39,7 @@ export interface ConnectOptions {
   readonly restoreEpoch?: number;
   /** Defaults to PROTOCOL_VERSION; other values exist for tests of the mismatch path. */
   readonly protocolVersion?: number;
-  /** Bounds the handshake (default 30 s; a restore sequence runs inside it). */
+  /** Bounds the preamble and the hello each (default 30 s; a restore sequence runs inside the hello). */
   readonly timeoutMs?: number;
 }
 
@@ -55,17 +56,28 @@ export class AgentClient {
 
   /** Opens an HTTP/2 session on `stream` and authenticates. The stream belongs to the client afterwards. */
   static async connect(stream: Duplex, options: ConnectOptions): Promise<AgentClient> {
-    const session = http2.connect(AGENT_AUTHORITY, { createConnection: () => stream });
+    const timeoutMs = options.timeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS;
+    const protocolVersion = options.protocolVersion ?? PROTOCOL_VERSION;
+    let channel: Duplex;
+    try {
+      channel = await startHostChannel(stream, protocolVersion, AbortSignal.timeout(timeoutMs));
+    } catch (err) {
+      stream.destroy();
+      throw new FcvmError('AGENT', `fc-agent did not start a session within ${timeoutMs / 1000} s.`, {
+        cause: err,
+      });
+    }
+    const session = http2.connect(AGENT_AUTHORITY, { createConnection: () => channel });
     // Session errors also fail the requests in flight, which report them; here they are only logged.
     session.on('error', (err) => log.debug(`agent channel: ${err.message}`));
     const request: HelloRequest = {
-      protocolVersion: options.protocolVersion ?? PROTOCOL_VERSION,
+      protocolVersion,
       token: options.token,
       hostTimeMs: Date.now(),
       restoreEpoch: options.restoreEpoch ?? 0,
     };
     try {
-      const body = await requestJson(session, 'POST', Route.Hello, request, options.timeoutMs);
+      const body = await requestJson(session, 'POST', Route.Hello, request, timeoutMs);
       const hello = parseHelloResponse(body);
       if (hello.protocolVersion !== PROTOCOL_VERSION) {
         throw new FcvmError(

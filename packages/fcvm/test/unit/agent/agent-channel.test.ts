@@ -5,10 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
-import { connect } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { AGENT_AUTHORITY, type BootPlan, PROTOCOL_VERSION, Route } from '@fcvm/protocol';
+import { AGENT_AUTHORITY, type BootPlan, PROTOCOL_VERSION, Route, startHostChannel } from '@fcvm/protocol';
 import { AgentClient } from '../../../src/agent/agent-client.js';
 import { wireCodeOf } from '../../../src/agent/agent-error.js';
 import { isFcvmError } from '../../../src/errors.js';
@@ -51,7 +50,8 @@ describe('handshake', () => {
   });
 
   test('requests without a hello are refused', async () => {
-    const session = http2.connect(AGENT_AUTHORITY, { createConnection: () => connect(agent.socketPath) });
+    const channel = await startHostChannel(await agent.openStream(), PROTOCOL_VERSION);
+    const session = http2.connect(AGENT_AUTHORITY, { createConnection: () => channel });
     try {
       const status = await new Promise<number>((resolve, reject) => {
         const request = session.request({ ':method': 'GET', ':path': Route.Status });

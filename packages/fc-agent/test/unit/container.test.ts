@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { BootPlan } from '@fcvm/protocol';
+import { execArgv, loadArgv, parseLoadedImage, runArgv } from '../../src/container.js';
+
+const plan: BootPlan = {
+  hostname: 'vm',
+  image: { kind: 'archive', format: 'docker-archive', path: '/run/fcvm/image.tar' },
+  imageReference: null,
+  command: ['sh', '-c', 'echo $HOME'],
+  env: { A: '1', B: 'x=y' },
+  user: '1000:1000',
+  workdir: '/srv',
+  tty: true,
+  interactive: true,
+  network: { kind: 'none' },
+  hostTimeMs: 0,
+  ntpSources: [],
+};
+
+test('podman run gets the plan as separate argv words', () => {
+  assert.deepEqual(runArgv(plan, 'localhost/fcvm-busybox:latest'), [
+    'podman',
+    '--cgroup-manager=cgroupfs',
+    '--events-backend=file',
+    'run',
+    '--name',
+    'fcvm-container',
+    '--network=host',
+    '--log-driver=k8s-file',
+    '--ulimit',
+    'nofile=65536:65536',
+    '--interactive',
+    '--tty',
+    '--env',
+    'A=1',
+    '--env',
+    'B=x=y',
+    '--user',
+    '1000:1000',
+    '--workdir',
+    '/srv',
+    'localhost/fcvm-busybox:latest',
+    'sh',
+    '-c',
+    'echo $HOME',
+  ]);
+});
+
+test('a plain run has neither -i nor -t and keeps the image default command', () => {
+  const argv = runArgv(
+    { ...plan, tty: false, interactive: false, command: null, env: {}, user: null, workdir: null },
+    'img',
+  );
+  assert.ok(!argv.includes('--tty') && !argv.includes('--interactive'));
+  assert.equal(argv.at(-1), 'img');
+});
+
+test('exec targets the one container; a terminal implies -i', () => {
+  const argv = execArgv({
+    command: ['ls', '/'],
+    inVm: false,
+    interactive: false,
+    terminal: { rows: 2, cols: 3 },
+    env: {},
+    workdir: null,
+  });
+  assert.deepEqual(argv.slice(3), ['exec', '--interactive', '--tty', 'fcvm-container', 'ls', '/']);
+});
+
+test('archives are loaded by path', () => {
+  assert.deepEqual(loadArgv({ kind: 'archive', format: 'oci-archive', path: '/dev/vdb' }).slice(3), [
+    'load',
+    '--input',
+    '/dev/vdb',
+  ]);
+});
+
+test('the loaded image name is read from podman load output', () => {
+  assert.equal(
+    parseLoadedImage('Getting image source signatures\nLoaded image: localhost/fcvm-busybox:latest\n'),
+    'localhost/fcvm-busybox:latest',
+  );
+  assert.equal(parseLoadedImage('Loaded image(s): localhost/a:1,localhost/b:2\n'), 'localhost/a:1');
+  assert.equal(parseLoadedImage('nothing here'), null);
+});

@@ -323,7 +323,14 @@ test('--force rebuilds every asset and removes the scratch dirs of dead builds',
 test('a setup killed mid-build publishes nothing; the next one waits for its orphaned tools, cleans up and builds', async (t) => {
   const root = scratchDir('killed');
   const dir = dataDir(root);
+  let first: ReturnType<typeof spawn> | undefined;
   t.after(async () => {
+    // If the test failed before its kill, the first setup is still running: end it too.
+    if (first !== undefined && first.exitCode === null && first.signalCode === null) {
+      const ended = new Promise((resolve) => first?.on('close', resolve));
+      first.kill('SIGKILL');
+      await ended;
+    }
     // An orphaned mmdebstrap holds the build lock while it runs (and may have file systems mounted
     // in its chroot): wait for it, then remove without crossing mount points.
     const lock = await acquireBuildLock(dir, { timeoutMs: 10 * 60_000 });
@@ -336,7 +343,7 @@ test('a setup killed mid-build publishes nothing; the next one waits for its orp
   const rootfs = join(dir.assets, relative(testAssetsDataDir().assets, assets.rootfs));
   rmSync(rootfs);
 
-  const first = spawn(process.execPath, [CLI_BUNDLE, 'setup'], {
+  first = spawn(process.execPath, [CLI_BUNDLE, 'setup'], {
     env: { ...process.env, ...fcvmEnv(root) },
     stdio: 'ignore',
   });

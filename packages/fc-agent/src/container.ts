@@ -47,8 +47,11 @@ export function pullArgv(reference: string): string[] {
 export function runArgv(plan: BootPlan, imageReference: string): string[] {
   const argv = [PODMAN, ...PODMAN_GLOBAL_FLAGS, 'run', '--name', CONTAINER_NAME, '--network=host'];
   argv.push('--log-driver=k8s-file', '--ulimit', 'nofile=65536:65536');
-  if (plan.interactive) argv.push('--interactive');
-  if (plan.tty) argv.push('--tty');
+  // A terminal carries keys as well as output: -t attaches stdin (the host forwards it) so that
+  // Ctrl-C reaches the container's terminal, and --init puts catatonit in as PID 1 so that the
+  // command is not PID 1, which the kernel shields from SIGINT.
+  if (plan.interactive || plan.tty) argv.push('--interactive');
+  if (plan.tty) argv.push('--tty', '--init');
   for (const [name, value] of Object.entries(plan.env)) argv.push('--env', `${name}=${value}`);
   if (plan.user !== null) argv.push('--user', plan.user);
   if (plan.workdir !== null) argv.push('--workdir', plan.workdir);

@@ -56,6 +56,8 @@ export class PlanRunner {
   private exit: ExitReport | null = null;
   private container: ProcessIo | null = null;
   private sink: FrameStream | null = null;
+  /** Input of the attached host session, held until the container runs. */
+  private input: { deliverPending(): void } | null = null;
   private sinkWaiters: (() => void)[] = [];
   private firstAttach: ((spec: AttachSpec) => void) | null = null;
   private readonly firstAttachSpec: Promise<AttachSpec>;
@@ -116,6 +118,7 @@ export class PlanRunner {
     const attach = await this.firstAttachSpec;
     const container = await this.runtime.start(plan, imageReference, plan.tty ? attach.terminal : null);
     this.container = container;
+    this.input?.deliverPending();
     this.setPhase('running', null);
     this.notify({ kind: 'started' });
     this.sink?.sendJson(FrameType.Started, {});
@@ -171,7 +174,7 @@ export class PlanRunner {
       if (this.sink === frames) this.sink = null;
     });
     frames.sendJson(FrameType.Notice, { kind: 'phase', phase: this.phase, detail: null } satisfies Notice);
-    bindInput(frames, () => this.container);
+    this.input = bindInput(frames, () => this.container);
     if (this.phase === 'failed') {
       frames.fail({ code: 'PLAN_FAILED', message: this.failure ?? 'the plan failed' });
       return;

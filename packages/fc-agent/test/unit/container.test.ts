@@ -32,6 +32,7 @@ test('podman run gets the plan as separate argv words', () => {
     'nofile=65536:65536',
     '--interactive',
     '--tty',
+    '--init',
     '--env',
     'A=1',
     '--env',
@@ -45,6 +46,11 @@ test('podman run gets the plan as separate argv words', () => {
     '-c',
     'echo $HOME',
   ]);
+});
+
+test('-t alone also attaches stdin, so keys such as Ctrl-C reach the terminal', () => {
+  const argv = runArgv({ ...plan, interactive: false, tty: true }, 'img');
+  assert.ok(argv.includes('--interactive') && argv.includes('--tty') && argv.includes('--init'));
 });
 
 test('a plain run has neither -i nor -t and keeps the image default command', () => {

@@ -6,7 +6,14 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fcvmSync, processesMatching, spawnFcvm, type VmTestEnv, vmTestEnv } from '../helpers/vm-env.js';
+import {
+  fcvmSync,
+  processesMatching,
+  type RunningFcvm,
+  spawnFcvm,
+  type VmTestEnv,
+  vmTestEnv,
+} from '../helpers/vm-env.js';
 
 const IMAGE = 'localhost/fcvm-busybox';
 /** Small VMs keep TCG boots quick. */
@@ -18,6 +25,20 @@ describe('fcvm podman run', () => {
     t = await vmTestEnv();
   });
   after(() => t.cleanup());
+
+  /** Polls `fcvm ls --json` until the VM's container runs; returns its record. */
+  async function waitHealthy(name: string, run: RunningFcvm): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + 120_000;
+    while (Date.now() < deadline) {
+      const ls = fcvmSync(['ls', '--json'], t.env);
+      assert.equal(ls.status, 0, ls.stderr);
+      const record = (JSON.parse(ls.stdout) as Array<Record<string, unknown>>).find((r) => r.name === name);
+      if (record?.health_status === 'healthy') return record;
+      if (run.child.exitCode !== null) assert.fail(`fcvm exited early: ${run.stderr()}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.fail(`${name} did not become healthy in 120 s`);
+  }
 
   function assertNothingLeft(): void {
     assert.deepEqual(readdirSync(join(t.dataDir, 'vms')), [], 'no VM directory left');
@@ -60,33 +81,22 @@ describe('fcvm podman run', () => {
     assert.equal(await tty.exited(), 0, tty.stdout());
     assert.match(tty.stdout(), /\/dev\/pts\/\d+/);
 
-    const sleeper = spawnFcvm(
-      ['podman', 'run', '--name', 'ctrlc', '-t', ...SMALL, IMAGE, 'sh', '-c', 'echo ready; exec sleep 100'],
-      t.env,
-      { pty: true },
-    );
-    await sleeper.waitForOutput(/ready/);
+    const sleeper = spawnFcvm(['podman', 'run', '--name', 'ctrlc', '-t', ...SMALL, IMAGE, 'sleep', '100'], t.env, {
+      pty: true,
+    });
+    await waitHealthy('ctrlc', sleeper);
     const sent = Date.now();
     sleeper.child.stdin.write('\x03');
     const status = await sleeper.exited(60_000);
     assert.ok(Date.now() - sent < 30_000, 'Ctrl-C ended the container well before sleep 100 would have');
-    assert.notEqual(status, 0);
+    assert.equal(status, 130, 'the container died of SIGINT');
     assertNothingLeft();
   });
 
   test('a long-running container: ls shows it healthy, exec works in the container and in the VM, the clock is synced, SIGTERM cleans up', async () => {
     const web = spawnFcvm(['podman', 'run', '--name', 'web', ...SMALL, IMAGE, 'httpd', '-f', '-p', '8080'], t.env);
     try {
-      let record: Record<string, unknown> | undefined;
-      const deadline = Date.now() + 120_000;
-      while (Date.now() < deadline) {
-        const ls = fcvmSync(['ls', '--json'], t.env);
-        assert.equal(ls.status, 0, ls.stderr);
-        record = (JSON.parse(ls.stdout) as Array<Record<string, unknown>>).find((r) => r.name === 'web');
-        if (record?.health_status === 'healthy') break;
-        if (web.child.exitCode !== null) assert.fail(`fcvm exited early: ${web.stderr()}`);
-        await new Promise((r) => setTimeout(r, 500));
-      }
+      const record = await waitHealthy('web', web);
       assert.equal(record?.status, 'running');
       assert.equal(record?.health_status, 'healthy');
       assert.equal(record?.pid, web.child.pid);
@@ -123,15 +133,8 @@ describe('fcvm podman run', () => {
 
   test('SIGKILL to fcvm also ends the VMM, and the next fcvm command sweeps what was left', async () => {
     const run = spawnFcvm(['podman', 'run', '--name', 'doomed', ...SMALL, IMAGE, 'sleep', '300'], t.env);
-    const deadline = Date.now() + 120_000;
-    let vmDirs: string[] = [];
-    while (Date.now() < deadline) {
-      vmDirs = readdirSync(join(t.dataDir, 'vms'));
-      if (vmDirs.length > 0 && processesMatching(vmDirs[0] as string).length > 0) break;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    assert.equal(vmDirs.length, 1);
-    const vmId = vmDirs[0] as string;
+    const vmId = (await waitHealthy('doomed', run)).vm_id as string;
+    assert.ok(processesMatching(vmId).length > 0, 'the VMM runs');
     run.child.kill('SIGKILL');
     await run.exited();
     const gone = Date.now() + 10_000;

@@ -81,10 +81,13 @@ describe('fcvm podman run', () => {
     assert.equal(await tty.exited(), 0, tty.stdout());
     assert.match(tty.stdout(), /\/dev\/pts\/\d+/);
 
-    const sleeper = spawnFcvm(['podman', 'run', '--name', 'ctrlc', '-t', ...SMALL, IMAGE, 'sleep', '100'], t.env, {
-      pty: true,
-    });
-    await waitHealthy('ctrlc', sleeper);
+    // "ready" says the command runs on the terminal (the container starting is not enough).
+    const sleeper = spawnFcvm(
+      ['podman', 'run', '--name', 'ctrlc', '-t', ...SMALL, IMAGE, 'sh', '-c', 'echo ready; sleep 100'],
+      t.env,
+      { pty: true },
+    );
+    await sleeper.waitForOutput(/ready/);
     const sent = Date.now();
     sleeper.child.stdin.write('\x03');
     const status = await sleeper.exited(60_000);

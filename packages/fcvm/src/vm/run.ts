@@ -14,6 +14,7 @@ import { FcvmError, notImplemented, usageError } from '../errors.js';
 import { log } from '../log.js';
 import type { Registry } from '../state/registry.js';
 import { CleanupStack } from './cleanup-stack.js';
+import { monitorHealth } from './health-monitor.js';
 import { resolveImage } from './image-source.js';
 import { launchVm } from './launch.js';
 import { sweepLeftovers } from './leftovers.js';
@@ -141,9 +142,9 @@ async function bootAndRun(
   await agent.sendPlan(plan);
   await env.registry.update(vmId, (record) => ({ ...record, status: 'running' }));
 
-  const io = sessionIo(request, env, () => {
-    void env.registry.update(vmId, (record) => ({ ...record, health_status: 'healthy' }));
-  });
+  const healthStop = new AbortController();
+  cleanup.defer('stop the health monitor', () => healthStop.abort());
+  const io = sessionIo(request, env, () => monitorHealth(agent, env.registry, vmId, healthStop.signal));
   const restoreTerminal = io.terminal !== null ? enterRawMode(env.stdin) : () => {};
   cleanup.defer('restore the terminal', restoreTerminal);
 
@@ -162,6 +163,7 @@ async function bootAndRun(
   aborted.catch(() => undefined);
   const exit = await Promise.race([agent.attach(io), stopped, aborted]);
   restoreTerminal();
+  healthStop.abort();
   await env.registry.update(vmId, (record) => ({
     ...record,
     status: 'stopped',

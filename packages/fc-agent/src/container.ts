@@ -48,7 +48,10 @@ export function runArgv(plan: BootPlan, imageReference: string): string[] {
   const argv = [PODMAN, ...PODMAN_GLOBAL_FLAGS, 'run', '--name', CONTAINER_NAME, '--network=host'];
   argv.push('--log-driver=k8s-file', '--ulimit', 'nofile=65536:65536');
   if (plan.interactive) argv.push('--interactive');
-  if (plan.tty) argv.push('--tty');
+  // A terminal's Ctrl-C becomes SIGINT for the container's foreground process, which is often PID 1
+  // of its namespace (busybox sh execs its last command), and PID 1 gets no default signal action:
+  // `sleep 100` would ignore the Ctrl-C. --init puts podman's init (catatonit) there to pass it on.
+  if (plan.tty) argv.push('--tty', '--init');
   for (const [name, value] of Object.entries(plan.env)) argv.push('--env', `${name}=${value}`);
   if (plan.user !== null) argv.push('--user', plan.user);
   if (plan.workdir !== null) argv.push('--workdir', plan.workdir);

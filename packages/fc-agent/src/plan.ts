@@ -119,6 +119,8 @@ export class PlanRunner {
     this.setPhase('running', null);
     this.notify({ kind: 'started' });
     this.sink?.sendJson(FrameType.Started, {});
+    // Input that arrived before the container existed waited in the session's frame queue.
+    if (this.sink !== null) bindInput(this.sink, () => this.container);
     if (!plan.interactive && !plan.tty) container.stdin.end();
     const outputs = [this.pump(container.stdout, FrameType.Stdout)];
     if (container.stderr !== null) outputs.push(this.pump(container.stderr, FrameType.Stderr));
@@ -171,7 +173,7 @@ export class PlanRunner {
       if (this.sink === frames) this.sink = null;
     });
     frames.sendJson(FrameType.Notice, { kind: 'phase', phase: this.phase, detail: null } satisfies Notice);
-    bindInput(frames, () => this.container);
+    if (this.container !== null) bindInput(frames, () => this.container);
     if (this.phase === 'failed') {
       frames.fail({ code: 'PLAN_FAILED', message: this.failure ?? 'the plan failed' });
       return;

@@ -32,6 +32,7 @@ test('podman run gets the plan as separate argv words', () => {
     'nofile=65536:65536',
     '--interactive',
     '--tty',
+    '--init',
     '--env',
     'A=1',
     '--env',

@@ -102,12 +102,14 @@ export class PlanRunner {
     if (this.plan !== null) throw new PlanConflict('this VM already has a plan');
     this.plan = plan;
     this.setPhase('preparing', null);
-    this.carryOut(plan).catch((err: unknown) => this.fail(describeError(err)));
+    const receivedAt = performance.now();
+    this.carryOut(plan, receivedAt).catch((err: unknown) => this.fail(describeError(err)));
   }
 
-  private async carryOut(plan: BootPlan): Promise<void> {
+  private async carryOut(plan: BootPlan, receivedAt: number): Promise<void> {
     await this.setup.setHostname(plan.hostname);
-    await this.setup.setClock(plan.hostTimeMs);
+    // The host's time when it sent the plan, moved on by the time the plan waited here.
+    await this.setup.setClock(plan.hostTimeMs + Math.round(performance.now() - receivedAt));
     await this.setup.configureNetwork(plan);
     await this.setup.startTimeSync(plan);
     this.setPhase('preparing', 'image');

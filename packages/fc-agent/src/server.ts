@@ -142,6 +142,7 @@ export class AgentServer {
     session: http2.Http2Session,
     authenticated: WeakSet<http2.Http2Session>,
   ): Promise<void> {
+    const receivedAt = performance.now();
     const hello = parseHelloRequest(await readJsonBody(stream));
     if (!tokensMatch(hello.token, this.options.token)) {
       logLine('rejected a session with a wrong token');
@@ -160,7 +161,10 @@ export class AgentServer {
     const restored = hello.restoreEpoch !== this.restoreEpoch;
     if (restored) {
       logLine(`restore epoch ${this.restoreEpoch} -> ${hello.restoreEpoch}: running the restore sequence`);
-      await this.options.onRestore(hello);
+      await this.options.onRestore({
+        ...hello,
+        hostTimeMs: hello.hostTimeMs + Math.round(performance.now() - receivedAt),
+      });
       this.restoreEpoch = hello.restoreEpoch;
     }
     authenticated.add(session);

@@ -28,7 +28,7 @@ import {
 } from '@fcvm/protocol';
 import { FcvmError } from '../errors.js';
 import { log } from '../log.js';
-import { agentErrorFromBody } from './agent-error.js';
+import { agentErrorFromBody, wireCodeOf } from './agent-error.js';
 import { runFrameSession } from './frame-session.js';
 import type { SessionIo } from './session-io.js';
 
@@ -136,6 +136,50 @@ export class AgentClient {
 
   private openFrameStream(path: string): http2.ClientHttp2Stream {
     return this.session.request({ ':method': 'POST', ':path': path, 'content-type': FRAMES_CONTENT_TYPE });
+  }
+}
+
+export interface RetryOptions extends ConnectOptions {
+  /** Give up after this long in total (a cold boot under TCG takes several seconds). */
+  readonly deadlineMs: number;
+  readonly signal?: AbortSignal;
+}
+
+const RETRY_FIRST_DELAY_MS = 100;
+const RETRY_MAX_DELAY_MS = 2000;
+
+/**
+ * Connects through fresh streams from `open` until a hello succeeds or the deadline passes. Channel
+ * failures (no answer, a stream that broke during the handshake) are retried with back-off from
+ * 100 ms doubling to 2 s; answers of the agent (wrong token, other protocol version) are final.
+ */
+export async function connectWithRetry(
+  open: (signal?: AbortSignal) => Promise<Duplex>,
+  options: RetryOptions,
+): Promise<AgentClient> {
+  const deadline = Date.now() + options.deadlineMs;
+  let delay = RETRY_FIRST_DELAY_MS;
+  for (let attempt = 1; ; attempt++) {
+    options.signal?.throwIfAborted();
+    const remaining = deadline - Date.now();
+    try {
+      const stream = await open(options.signal);
+      return await AgentClient.connect(stream, { ...options, timeoutMs: Math.max(1, remaining) });
+    } catch (err) {
+      if (wireCodeOf(err) !== undefined) throw err;
+      if (Date.now() + delay >= deadline) {
+        throw new FcvmError(
+          'AGENT',
+          `Could not reach fc-agent in ${options.deadlineMs / 1000} s (${attempt} attempts).`,
+          {
+            cause: err,
+          },
+        );
+      }
+      log.debug(`agent connect attempt ${attempt} failed, retrying: ${(err as Error).message}`);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, RETRY_MAX_DELAY_MS);
+    }
   }
 }
 

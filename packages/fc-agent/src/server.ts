@@ -7,15 +7,17 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import {
-  acceptAgentChannel,
+  encodePreamble,
   type HelloRequest,
   type HelloResponse,
   JSON_CONTENT_TYPE,
   MessageValidationError,
   PROTOCOL_VERSION,
+  PreambleScanner,
   parseBootPlan,
   parseHelloRequest,
   Route,
+  readPreamble,
   WIRE_ERROR_STATUS,
   type WireError,
 } from '@fcvm/protocol';
@@ -23,6 +25,7 @@ import { ExecRejected, launchInVm, serveExec } from './exec-server.js';
 import { FrameStream } from './frame-stream.js';
 import { describeError, logLine } from './log.js';
 import { PlanConflict, type PlanRunner } from './plan.js';
+import { bridgeSession } from './session-bridge.js';
 
 export interface AgentServerOptions {
   readonly token: string;
@@ -51,9 +54,12 @@ export class AgentServer {
   async serveSession(stream: Duplex): Promise<void> {
     let channel: Duplex;
     try {
-      channel = (await acceptAgentChannel(stream)).session;
+      const { preamble, rest } = await readPreamble(stream, new PreambleScanner(null));
+      stream.write(encodePreamble(preamble));
+      channel = await bridgeSession(stream, rest);
     } catch (err) {
       logLine(`no session started: ${describeError(err)}`);
+      stream.destroy();
       return;
     }
     await this.serveHttp2(channel);

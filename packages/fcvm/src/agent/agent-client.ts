@@ -58,16 +58,15 @@ export class AgentClient {
   static async connect(stream: Duplex, options: ConnectOptions): Promise<AgentClient> {
     const timeoutMs = options.timeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS;
     const protocolVersion = options.protocolVersion ?? PROTOCOL_VERSION;
-    let channel: Duplex;
     try {
-      channel = await startHostChannel(stream, protocolVersion, AbortSignal.timeout(timeoutMs));
+      await startHostChannel(stream, protocolVersion, AbortSignal.timeout(timeoutMs));
     } catch (err) {
       stream.destroy();
       throw new FcvmError('AGENT', `fc-agent did not start a session within ${timeoutMs / 1000} s.`, {
         cause: err,
       });
     }
-    const session = http2.connect(AGENT_AUTHORITY, { createConnection: () => channel });
+    const session = http2.connect(AGENT_AUTHORITY, { createConnection: () => stream });
     // Session errors also fail the requests in flight, which report them; here they are only logged.
     session.on('error', (err) => log.debug(`agent channel: ${err.message}`));
     const request: HelloRequest = {

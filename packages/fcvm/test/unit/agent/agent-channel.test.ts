@@ -50,7 +50,8 @@ describe('handshake', { timeout: 30_000 }, () => {
   });
 
   test('requests without a hello are refused', async () => {
-    const channel = await startHostChannel(await agent.openStream(), PROTOCOL_VERSION);
+    const channel = await agent.openStream();
+    await startHostChannel(channel, PROTOCOL_VERSION);
     const session = http2.connect(AGENT_AUTHORITY, { createConnection: () => channel });
     try {
       const status = await new Promise<number>((resolve, reject) => {

@@ -57,7 +57,10 @@ class PortSession extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (this.destroyed) return callback();
+    if (this.destroyed) {
+      callback();
+      return;
+    }
     this.writeToPort(chunk).then(() => callback(), callback);
   }
 

@@ -136,8 +136,9 @@ export class AgentServer {
       });
     } else if (path === Route.Poweroff && method === 'POST') {
       await readJsonBody(stream);
+      // Only once the answer is out: the poweroff tears the session down.
+      stream.once('close', () => plan.requestPoweroff());
       respondJson(stream, 202, {});
-      plan.requestPoweroff();
     } else {
       respondError(stream, { code: 'NOT_FOUND', message: `no route ${String(method)} ${String(path)}` });
     }

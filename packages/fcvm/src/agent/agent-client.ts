@@ -139,6 +139,11 @@ export class AgentClient {
     this.session.destroy();
   }
 
+  /** A stream on the agent session with the given request headers (for the relay, agent-relay.ts). */
+  openRawStream(headers: http2.OutgoingHttpHeaders): http2.ClientHttp2Stream {
+    return this.session.request(headers);
+  }
+
   private openFrameStream(path: string): http2.ClientHttp2Stream {
     return this.session.request({ ':method': 'POST', ':path': path, 'content-type': FRAMES_CONTENT_TYPE });
   }

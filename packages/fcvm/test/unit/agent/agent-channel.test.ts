@@ -237,6 +237,21 @@ describe('container run session', { timeout: 60_000 }, () => {
     assert.equal(io.stdoutText(), 'early input\n');
   });
 
+  test('a plan that cannot start its container fails the run session with the reason', async (t) => {
+    const agent = await AgentFixture.start();
+    t.after(() => agent.dispose());
+    const client = await agent.connect();
+    await client.sendPlan(planFor(['/nonexistent/entrypoint']));
+    await assert.rejects(client.attach(captureIo()), (err: unknown) => {
+      assert.equal(wireCodeOf(err), 'PLAN_FAILED');
+      assert.match((err as Error).message, /cannot start \/nonexistent\/entrypoint/);
+      return true;
+    });
+    const status = await client.status();
+    assert.equal(status.phase, 'failed');
+    assert.equal(status.health, 'stopped');
+  });
+
   test('a second plan is refused', async (t) => {
     const agent = await AgentFixture.start();
     t.after(() => agent.dispose());

@@ -43,7 +43,7 @@ export interface ConnectOptions {
   readonly timeoutMs?: number;
 }
 
-const DEFAULT_HELLO_TIMEOUT_MS = 30_000;
+const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 export class AgentClient {
   readonly hello: HelloResponse;
@@ -56,7 +56,7 @@ export class AgentClient {
 
   /** Opens an HTTP/2 session on `stream` and authenticates. The stream belongs to the client afterwards. */
   static async connect(stream: Duplex, options: ConnectOptions): Promise<AgentClient> {
-    const timeoutMs = options.timeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     const protocolVersion = options.protocolVersion ?? PROTOCOL_VERSION;
     try {
       await startHostChannel(stream, protocolVersion, AbortSignal.timeout(timeoutMs));
@@ -198,7 +198,7 @@ function requestJson(
   method: 'GET' | 'POST',
   path: string,
   body: unknown,
-  timeoutMs = DEFAULT_HELLO_TIMEOUT_MS,
+  timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS,
 ): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const headers: http2.OutgoingHttpHeaders = { ':method': method, ':path': path };

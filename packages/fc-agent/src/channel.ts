@@ -57,6 +57,10 @@ class PortSession extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.destroyed) {
+      callback();
+      return;
+    }
     this.writeToPort(chunk).then(() => callback(), callback);
   }
 
@@ -102,7 +106,9 @@ export async function servePort(port: PortIo, handle: SessionHandler, signal: Ab
   const endSession = (why: string): void => {
     if (session === null) return;
     logLine(`host session ${sessionCount} ${why}`);
+    // Destroy, not only end: output still queued for the old host must not reach the next one.
     session.push(null);
+    session.destroy();
     session = null;
   };
   try {

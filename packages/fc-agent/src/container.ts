@@ -48,8 +48,9 @@ export function runArgv(plan: BootPlan, imageReference: string): string[] {
   const argv = [PODMAN, ...PODMAN_GLOBAL_FLAGS, 'run', '--name', CONTAINER_NAME, '--network=host'];
   argv.push('--log-driver=k8s-file', '--ulimit', 'nofile=65536:65536');
   // A terminal carries keys as well as output: -t attaches stdin (the host forwards it) so that
-  // Ctrl-C reaches the container's terminal, and --init puts catatonit in as PID 1 so that the
-  // command is not PID 1, which the kernel shields from SIGINT.
+  // Ctrl-C reaches the container's terminal. That Ctrl-C becomes SIGINT for the container's
+  // foreground process, which is often PID 1 of its namespace (busybox sh execs its last command),
+  // and PID 1 gets no default signal action: --init puts podman's init (catatonit) there instead.
   if (plan.interactive || plan.tty) argv.push('--interactive');
   if (plan.tty) argv.push('--tty', '--init');
   for (const [name, value] of Object.entries(plan.env)) argv.push('--env', `${name}=${value}`);

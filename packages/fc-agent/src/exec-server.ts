@@ -3,14 +3,7 @@
  * guest itself (`fcvm exec --vm`), on pipes or under a PTY. The process is bound to its session:
  * when the host's stream breaks, the process is killed.
  */
-import {
-  decodeJsonPayload,
-  type ExecSpec,
-  type Frame,
-  FrameType,
-  parseExecSpec,
-  parseTerminalSize,
-} from '@fcvm/protocol';
+import { decodeJsonPayload, type ExecSpec, FrameType, parseExecSpec, parseTerminalSize } from '@fcvm/protocol';
 import type { FrameStream } from './frame-stream.js';
 import { describeError, logLine } from './log.js';
 import { type ProcessIo, SpawnError, spawnWithPipes } from './process-io.js';
@@ -41,14 +34,11 @@ export function launchInVm(spec: ExecSpec): ExecLaunch {
   return { argv: spec.command, env: { ...process.env, ...spec.env }, cwd: spec.workdir };
 }
 
-/**
- * Wires stdin/resize frames from the host into a running process. Frames that arrive before the
- * process exists (a container still being prepared) are held, with the stream paused, until
- * `deliverPending()` is called once the process runs: input is never dropped.
- */
-export function bindInput(frames: FrameStream, io: () => ProcessIo | null): { deliverPending(): void } {
-  const pending: Frame[] = [];
-  const deliver = (frame: Frame, target: ProcessIo): void => {
+/** Wires stdin/resize frames from the host into a running process. */
+export function bindInput(frames: FrameStream, io: () => ProcessIo | null): void {
+  frames.onFrame((frame) => {
+    const target = io();
+    if (target === null) return;
     switch (frame.type) {
       case FrameType.Stdin:
         if (!target.stdin.write(frame.payload)) {
@@ -71,24 +61,7 @@ export function bindInput(frames: FrameStream, io: () => ProcessIo | null): { de
       default:
         frames.fail({ code: 'BAD_MESSAGE', message: `frame 0x${frame.type.toString(16)} is not expected now` });
     }
-  };
-  frames.onFrame((frame) => {
-    const target = io();
-    if (target === null || pending.length > 0) {
-      if (pending.length === 0) frames.pauseInput();
-      pending.push(frame);
-      return;
-    }
-    deliver(frame, target);
   });
-  return {
-    deliverPending() {
-      const target = io();
-      if (target === null || pending.length === 0) return;
-      for (const frame of pending.splice(0)) deliver(frame, target);
-      frames.resumeInput();
-    },
-  };
 }
 
 export async function serveExec(frames: FrameStream, resolve: ExecResolver): Promise<void> {

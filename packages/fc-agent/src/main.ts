@@ -1,7 +1,7 @@
 /**
  * fc-agent, the guest agent. Bundled to one file and run by the guest's Node from the guest init
- * (`node /run/fcvm/fc-agent.mjs`); the init powers the VM off when the agent exits, so "power off"
- * here means: close the channel and exit.
+ * (`node /run/fcvm/fc-agent.mjs`). In the guest the agent powers the VM off itself when it is done
+ * (the init would too, after the agent exits); on a development host (--listen-unix) it just exits.
  *
  *   fc-agent [--port-name fcvm.agent] [--token-file /run/fcvm/token]
  *   fc-agent --listen-unix PATH --token-file FILE     (development: serve a Unix socket on this host)
@@ -23,6 +23,9 @@ import { AgentServer } from './server.js';
 export const AGENT_VERSION = '0.1.0';
 const SYSFS_PORTS = '/sys/class/virtio-ports';
 const PORT_WAIT_MS = 10_000;
+const SHUTDOWN_DRAIN_MS = 300;
+/** The guest init powers off with the same binary. */
+const BUSYBOX = '/usr/local/bin/busybox';
 
 const guestSetup: GuestSetup = {
   setHostname,
@@ -106,10 +109,25 @@ async function main(): Promise<void> {
       stop.abort();
     });
     await new Promise((resolve) => stop.signal.addEventListener('abort', resolve));
+    // Let the last answers (the poweroff's 202) drain through the port before the VM goes.
+    await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_DRAIN_MS));
+    server.closeSessions();
+    plan.dispose();
+    await powerOffGuest();
   }
   server.closeSessions();
   plan.dispose();
-  logLine('exiting: the VM powers off');
+}
+
+/**
+ * Powers the guest off from here rather than by exiting to the init: Node's exit joins its worker
+ * threads, and one of them sits in a read() of the port that only returns when the host sends or
+ * leaves, so exiting can hang (seen in a guest).
+ */
+async function powerOffGuest(): Promise<void> {
+  logLine('powering the VM off');
+  await runCommand(['sync']).catch((err: unknown) => logLine(`sync: ${describeError(err)}`));
+  await runCommand([BUSYBOX, 'poweroff', '-f']);
 }
 
 main().then(

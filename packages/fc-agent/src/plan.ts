@@ -56,8 +56,6 @@ export class PlanRunner {
   private exit: ExitReport | null = null;
   private container: ProcessIo | null = null;
   private sink: FrameStream | null = null;
-  /** Input of the attached host session, held until the container runs. */
-  private input: { deliverPending(): void } | null = null;
   private sinkWaiters: (() => void)[] = [];
   private firstAttach: ((spec: AttachSpec) => void) | null = null;
   private readonly firstAttachSpec: Promise<AttachSpec>;
@@ -104,12 +102,14 @@ export class PlanRunner {
     if (this.plan !== null) throw new PlanConflict('this VM already has a plan');
     this.plan = plan;
     this.setPhase('preparing', null);
-    this.carryOut(plan).catch((err: unknown) => this.fail(describeError(err)));
+    const receivedAt = performance.now();
+    this.carryOut(plan, receivedAt).catch((err: unknown) => this.fail(describeError(err)));
   }
 
-  private async carryOut(plan: BootPlan): Promise<void> {
+  private async carryOut(plan: BootPlan, receivedAt: number): Promise<void> {
     await this.setup.setHostname(plan.hostname);
-    await this.setup.setClock(plan.hostTimeMs);
+    // The host's time when it sent the plan, moved on by the time the plan waited here.
+    await this.setup.setClock(plan.hostTimeMs + Math.round(performance.now() - receivedAt));
     await this.setup.configureNetwork(plan);
     await this.setup.startTimeSync(plan);
     this.setPhase('preparing', 'image');
@@ -118,10 +118,11 @@ export class PlanRunner {
     const attach = await this.firstAttachSpec;
     const container = await this.runtime.start(plan, imageReference, plan.tty ? attach.terminal : null);
     this.container = container;
-    this.input?.deliverPending();
     this.setPhase('running', null);
     this.notify({ kind: 'started' });
     this.sink?.sendJson(FrameType.Started, {});
+    // Input that arrived before the container existed waited in the session's frame queue.
+    if (this.sink !== null) bindInput(this.sink, () => this.container);
     if (!plan.interactive && !plan.tty) container.stdin.end();
     const outputs = [this.pump(container.stdout, FrameType.Stdout)];
     if (container.stderr !== null) outputs.push(this.pump(container.stderr, FrameType.Stderr));
@@ -174,7 +175,7 @@ export class PlanRunner {
       if (this.sink === frames) this.sink = null;
     });
     frames.sendJson(FrameType.Notice, { kind: 'phase', phase: this.phase, detail: null } satisfies Notice);
-    this.input = bindInput(frames, () => this.container);
+    if (this.container !== null) bindInput(frames, () => this.container);
     if (this.phase === 'failed') {
       frames.fail({ code: 'PLAN_FAILED', message: this.failure ?? 'the plan failed' });
       return;

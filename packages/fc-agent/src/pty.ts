@@ -30,7 +30,6 @@ export async function spawnWithTerminal(
   size: TerminalSize,
   options: SpawnOptions,
 ): Promise<ProcessIo> {
-  // script itself must not think it is interactive: TERM is for the program inside.
   const io = await spawnWithPipes(scriptArgv(argv, size), options);
   let terminalPath: Promise<string> | null = null;
   return {

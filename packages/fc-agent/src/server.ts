@@ -7,15 +7,17 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import {
-  acceptAgentChannel,
+  encodePreamble,
   type HelloRequest,
   type HelloResponse,
   JSON_CONTENT_TYPE,
   MessageValidationError,
   PROTOCOL_VERSION,
+  PreambleScanner,
   parseBootPlan,
   parseHelloRequest,
   Route,
+  readPreamble,
   WIRE_ERROR_STATUS,
   type WireError,
 } from '@fcvm/protocol';
@@ -23,6 +25,7 @@ import { ExecRejected, launchInVm, serveExec } from './exec-server.js';
 import { FrameStream } from './frame-stream.js';
 import { describeError, logLine } from './log.js';
 import { PlanConflict, type PlanRunner } from './plan.js';
+import { bridgeSession } from './session-bridge.js';
 
 export interface AgentServerOptions {
   readonly token: string;
@@ -51,9 +54,12 @@ export class AgentServer {
   async serveSession(stream: Duplex): Promise<void> {
     let channel: Duplex;
     try {
-      channel = (await acceptAgentChannel(stream)).session;
+      const { preamble, rest } = await readPreamble(stream, new PreambleScanner(null));
+      stream.write(encodePreamble(preamble));
+      channel = await bridgeSession(stream, rest);
     } catch (err) {
       logLine(`no session started: ${describeError(err)}`);
+      stream.destroy();
       return;
     }
     await this.serveHttp2(channel);
@@ -130,8 +136,9 @@ export class AgentServer {
       });
     } else if (path === Route.Poweroff && method === 'POST') {
       await readJsonBody(stream);
+      // Only once the answer is out: the poweroff tears the session down.
+      stream.once('close', () => plan.requestPoweroff());
       respondJson(stream, 202, {});
-      plan.requestPoweroff();
     } else {
       respondError(stream, { code: 'NOT_FOUND', message: `no route ${String(method)} ${String(path)}` });
     }
@@ -142,6 +149,7 @@ export class AgentServer {
     session: http2.Http2Session,
     authenticated: WeakSet<http2.Http2Session>,
   ): Promise<void> {
+    const receivedAt = performance.now();
     const hello = parseHelloRequest(await readJsonBody(stream));
     if (!tokensMatch(hello.token, this.options.token)) {
       logLine('rejected a session with a wrong token');
@@ -160,7 +168,10 @@ export class AgentServer {
     const restored = hello.restoreEpoch !== this.restoreEpoch;
     if (restored) {
       logLine(`restore epoch ${this.restoreEpoch} -> ${hello.restoreEpoch}: running the restore sequence`);
-      await this.options.onRestore(hello);
+      await this.options.onRestore({
+        ...hello,
+        hostTimeMs: hello.hostTimeMs + Math.round(performance.now() - receivedAt),
+      });
       this.restoreEpoch = hello.restoreEpoch;
     }
     authenticated.add(session);

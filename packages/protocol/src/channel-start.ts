@@ -1,50 +1,15 @@
 /**
- * Starting a session on a raw byte stream: the preamble exchange (preamble.ts), then a Duplex
- * that carries exactly this session's bytes (what followed the preamble, then the rest of the
- * stream). Both sides use it; HTTP/2 then runs on the returned Duplex.
+ * Starting a session on a raw byte stream: the preamble exchange (preamble.ts). After its echo the
+ * agent sends nothing until the host has sent its first byte, so once the host has read the echo
+ * the stream holds no unread bytes and can be handed to HTTP/2 as it is (a net.Socket then stays on
+ * Node's native path).
  */
 import { randomBytes } from 'node:crypto';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { encodePreamble, type Preamble, PreambleScanner } from './preamble.js';
 
-/** Relays an underlying stream after its first bytes were consumed, starting with `head`. */
-class SessionStream extends Duplex {
-  private readonly inner: Duplex;
-
-  constructor(inner: Duplex, head: Buffer) {
-    super();
-    this.inner = inner;
-    if (head.length > 0) this.push(head);
-    inner.on('data', (chunk: Buffer) => {
-      if (!this.push(chunk)) inner.pause();
-    });
-    inner.once('end', () => this.push(null));
-    inner.once('error', (err) => this.destroy(err));
-    inner.once('close', () => this.destroy());
-    inner.resume();
-  }
-
-  override _read(): void {
-    this.inner.resume();
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.inner.write(chunk, callback);
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    this.inner.end();
-    callback();
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.inner.destroy();
-    callback(error);
-  }
-}
-
-/** Waits for the scanner to match; rejects if the stream ends first or `signal` aborts. */
-function scanFor(
+/** Reads from `stream` until the scanner matches; rejects if the stream ends first or `signal` aborts. */
+export function readPreamble(
   stream: Duplex,
   scanner: PreambleScanner,
   signal?: AbortSignal,
@@ -85,20 +50,14 @@ function scanFor(
   });
 }
 
-/** Host side: sends a preamble with a fresh nonce, waits for its echo, drops anything before it. */
-export async function startHostChannel(stream: Duplex, protocolVersion: number, signal?: AbortSignal): Promise<Duplex> {
+/**
+ * Host side: sends a preamble with a fresh nonce and waits for its echo, dropping anything before
+ * it. The stream is then ready for HTTP/2.
+ */
+export async function startHostChannel(stream: Duplex, protocolVersion: number, signal?: AbortSignal): Promise<void> {
   const nonce = randomBytes(16).toString('hex');
   stream.write(encodePreamble({ protocolVersion, nonce }));
-  const { rest } = await scanFor(stream, new PreambleScanner(nonce), signal);
-  return new SessionStream(stream, rest);
-}
-
-/** Agent side: waits for a host's preamble (dropping anything before it) and echoes it. */
-export async function acceptAgentChannel(
-  stream: Duplex,
-  signal?: AbortSignal,
-): Promise<{ preamble: Preamble; session: Duplex }> {
-  const { preamble, rest } = await scanFor(stream, new PreambleScanner(null), signal);
-  stream.write(encodePreamble(preamble));
-  return { preamble, session: new SessionStream(stream, rest) };
+  const { rest } = await readPreamble(stream, new PreambleScanner(nonce), signal);
+  // The agent sends nothing after its echo before the host speaks; keep the bytes if one ever does.
+  if (rest.length > 0) stream.unshift(rest);
 }

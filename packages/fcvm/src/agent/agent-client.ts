@@ -28,7 +28,7 @@ import {
 } from '@fcvm/protocol';
 import { FcvmError } from '../errors.js';
 import { log } from '../log.js';
-import { agentErrorFromBody } from './agent-error.js';
+import { agentErrorFromBody, wireCodeOf } from './agent-error.js';
 import { runFrameSession } from './frame-session.js';
 import type { SessionIo } from './session-io.js';
 
@@ -43,7 +43,7 @@ export interface ConnectOptions {
   readonly timeoutMs?: number;
 }
 
-const DEFAULT_HELLO_TIMEOUT_MS = 30_000;
+const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 export class AgentClient {
   readonly hello: HelloResponse;
@@ -56,18 +56,17 @@ export class AgentClient {
 
   /** Opens an HTTP/2 session on `stream` and authenticates. The stream belongs to the client afterwards. */
   static async connect(stream: Duplex, options: ConnectOptions): Promise<AgentClient> {
-    const timeoutMs = options.timeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     const protocolVersion = options.protocolVersion ?? PROTOCOL_VERSION;
-    let channel: Duplex;
     try {
-      channel = await startHostChannel(stream, protocolVersion, AbortSignal.timeout(timeoutMs));
+      await startHostChannel(stream, protocolVersion, AbortSignal.timeout(timeoutMs));
     } catch (err) {
       stream.destroy();
       throw new FcvmError('AGENT', `fc-agent did not start a session within ${timeoutMs / 1000} s.`, {
         cause: err,
       });
     }
-    const session = http2.connect(AGENT_AUTHORITY, { createConnection: () => channel });
+    const session = http2.connect(AGENT_AUTHORITY, { createConnection: () => stream });
     // Session errors also fail the requests in flight, which report them; here they are only logged.
     session.on('error', (err) => log.debug(`agent channel: ${err.message}`));
     const request: HelloRequest = {
@@ -118,7 +117,13 @@ export class AgentClient {
 
   /** Tells the agent the host is done: it removes the container and powers the VM off. */
   async poweroff(): Promise<void> {
-    await requestJson(this.session, 'POST', Route.Poweroff, {});
+    try {
+      await requestJson(this.session, 'POST', Route.Poweroff, {});
+    } catch (err) {
+      // The agent may take the channel down with the VM before its answer arrives: that is success.
+      if (wireCodeOf(err) !== undefined) throw err;
+      log.debug(`agent channel closed during poweroff: ${(err as Error).message}`);
+    }
   }
 
   /** Ends the session after in-flight requests finish. */
@@ -134,16 +139,57 @@ export class AgentClient {
     this.session.destroy();
   }
 
-  /**
-   * A raw frame stream to the agent, for relaying a session another fcvm process runs (fcvm exec
-   * reaches a VM through the process that owns it: vm/control-server.ts).
-   */
-  openRelayStream(path: string): http2.ClientHttp2Stream {
-    return this.openFrameStream(path);
+  /** A stream on the agent session with the given request headers (for the relay, agent-relay.ts). */
+  openRawStream(headers: http2.OutgoingHttpHeaders): http2.ClientHttp2Stream {
+    return this.session.request(headers);
   }
 
   private openFrameStream(path: string): http2.ClientHttp2Stream {
     return this.session.request({ ':method': 'POST', ':path': path, 'content-type': FRAMES_CONTENT_TYPE });
+  }
+}
+
+export interface RetryOptions extends ConnectOptions {
+  /** Give up after this long in total (a cold boot under TCG takes several seconds). */
+  readonly deadlineMs: number;
+  readonly signal?: AbortSignal;
+}
+
+const RETRY_FIRST_DELAY_MS = 100;
+const RETRY_MAX_DELAY_MS = 2000;
+
+/**
+ * Connects through fresh streams from `open` until a hello succeeds or the deadline passes. Channel
+ * failures (no answer, a stream that broke during the handshake) are retried with back-off from
+ * 100 ms doubling to 2 s; answers of the agent (wrong token, other protocol version) are final.
+ */
+export async function connectWithRetry(
+  open: (signal?: AbortSignal) => Promise<Duplex>,
+  options: RetryOptions,
+): Promise<AgentClient> {
+  const deadline = Date.now() + options.deadlineMs;
+  let delay = RETRY_FIRST_DELAY_MS;
+  for (let attempt = 1; ; attempt++) {
+    options.signal?.throwIfAborted();
+    const remaining = deadline - Date.now();
+    try {
+      const stream = await open(options.signal);
+      return await AgentClient.connect(stream, { ...options, timeoutMs: Math.max(1, remaining) });
+    } catch (err) {
+      if (wireCodeOf(err) !== undefined) throw err;
+      if (Date.now() + delay >= deadline) {
+        throw new FcvmError(
+          'AGENT',
+          `Could not reach fc-agent in ${options.deadlineMs / 1000} s (${attempt} attempts).`,
+          {
+            cause: err,
+          },
+        );
+      }
+      log.debug(`agent connect attempt ${attempt} failed, retrying: ${(err as Error).message}`);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, RETRY_MAX_DELAY_MS);
+    }
   }
 }
 
@@ -152,7 +198,7 @@ function requestJson(
   method: 'GET' | 'POST',
   path: string,
   body: unknown,
-  timeoutMs = DEFAULT_HELLO_TIMEOUT_MS,
+  timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS,
 ): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const headers: http2.OutgoingHttpHeaders = { ':method': method, ':path': path };

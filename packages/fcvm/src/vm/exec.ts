@@ -1,21 +1,17 @@
 /**
- * `fcvm exec`: runs one command in a running VM through the control socket of the fcvm process
- * that owns it (vm/control-server.ts), and returns the command's exit status.
+ * `fcvm exec`: runs one command in a running VM through the agent relay of the fcvm process that
+ * owns it (agent/agent-relay.ts, a Unix socket in the VM dir), and returns the command's exit status.
  */
-import { existsSync } from 'node:fs';
-import http2 from 'node:http2';
+import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { AGENT_AUTHORITY, type ExecSpec, FRAMES_CONTENT_TYPE, Route } from '@fcvm/protocol';
-import { runFrameSession } from '../agent/frame-session.js';
-import { ttyTerminal } from '../agent/session-io.js';
+import { AgentClient, ttyTerminal } from '../agent/index.js';
 import type { ExecRequest } from '../cli/commands/exec.js';
 import type { DataDir } from '../data-dir.js';
 import { FcvmError, usageError } from '../errors.js';
-import { log } from '../log.js';
 import type { VmRecord } from '../state/record.js';
 import type { Registry } from '../state/registry.js';
-import { CONTROL_SOCKET_NAME } from './control-server.js';
+import { RELAY_SOCKET_NAME, RELAY_TOKEN_NAME } from './launch.js';
 import { sweepLeftovers } from './leftovers.js';
 
 export interface ExecEnvironment {
@@ -45,37 +41,28 @@ async function findTarget(request: ExecRequest, env: ExecEnvironment): Promise<V
 export async function execInVm(request: ExecRequest, env: ExecEnvironment): Promise<number> {
   if (request.tty && !env.stdin.isTTY) throw usageError('-t needs a terminal on stdin; leave out -t.');
   const record = await findTarget(request, env);
-  const socketPath = join(env.dataDir.vmDir(record.vm_id), CONTROL_SOCKET_NAME);
+  const vmDir = env.dataDir.vmDir(record.vm_id);
+  const socketPath = join(vmDir, RELAY_SOCKET_NAME);
   if (record.status !== 'running' || !existsSync(socketPath)) {
     throw new FcvmError(
       'NOT_FOUND',
       `VM ${record.name ?? record.vm_id} is not running yet (status ${record.status}); try again.`,
     );
   }
-  const session = http2.connect(AGENT_AUTHORITY, { createConnection: () => connect(socketPath) });
-  session.on('error', (err) => log.debug(`control socket: ${err.message}`));
+  const token = readFileSync(join(vmDir, RELAY_TOKEN_NAME), 'utf8');
+  const client = await AgentClient.connect(connect(socketPath), { token, timeoutMs: 30_000 });
   const terminal = request.tty ? ttyTerminal(env.stdout) : null;
-  const spec: ExecSpec = {
-    command: request.command,
-    inVm: request.inVm,
-    interactive: request.interactive || request.tty,
-    terminal: terminal?.size() ?? null,
-    env: {},
-    workdir: null,
-  };
-  const stream = session.request({ ':method': 'POST', ':path': Route.Exec, 'content-type': FRAMES_CONTENT_TYPE });
+  const interactive = request.interactive || request.tty;
   const raw = terminal !== null && env.stdin.isTTY;
   if (raw) env.stdin.setRawMode(true);
   try {
-    const exit = await runFrameSession(stream, spec, {
-      stdout: env.stdout,
-      stderr: env.stderr,
-      stdin: spec.interactive ? env.stdin : null,
-      terminal,
-    });
+    const exit = await client.exec(
+      { command: request.command, inVm: request.inVm, interactive, env: {}, workdir: null },
+      { stdout: env.stdout, stderr: env.stderr, stdin: interactive ? env.stdin : null, terminal },
+    );
     return exit.exitCode;
   } finally {
     if (raw) env.stdin.setRawMode(false);
-    session.close();
+    client.destroy();
   }
 }

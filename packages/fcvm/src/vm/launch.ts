@@ -7,10 +7,10 @@
  *   -> agent session (hello) -> control socket for `fcvm exec`
  */
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GUEST_RUN_DIR, GUEST_TOKEN_PATH } from '@fcvm/protocol';
-import { AgentClient } from '../agent/agent-client.js';
+import { type AgentClient, AgentRelay, connectWithRetry } from '../agent/index.js';
 import { type AssetPaths, createAgentInitrd, locateAgentBundle } from '../assets/index.js';
 import type { FcvmConfig, HypervisorChoice } from '../config.js';
 import type { DataDir } from '../data-dir.js';
@@ -22,7 +22,6 @@ import { newVmId, type VmRecordInput } from '../state/record.js';
 import type { Registry } from '../state/registry.js';
 import { processStartTime } from '../util/proc.js';
 import type { CleanupStack } from './cleanup-stack.js';
-import { CONTROL_SOCKET_NAME, startControlServer } from './control-server.js';
 import { createCowDisk } from './disk.js';
 import { guestRamPath } from './leftovers.js';
 
@@ -49,6 +48,13 @@ export interface LaunchedVm {
   /** Releases everything above in reverse order; idempotent. */
   readonly cleanup: CleanupStack;
 }
+
+/** In the VM dir: the relay socket for other fcvm processes, and the token they present to it. */
+export const RELAY_SOCKET_NAME = 'agent.sock';
+export const RELAY_TOKEN_NAME = 'agent.token';
+
+/** A cold boot under software emulation takes several seconds; a loaded CI machine more. */
+const AGENT_DEADLINE_MS = 120_000;
 
 /** Console logs of ended VMs kept in <data>/logs. */
 const KEPT_LOGS = 20;
@@ -141,35 +147,34 @@ export async function launchVm(
 
   const agent = await connectAgent(vm, token, signal);
   cleanup.defer('close the agent session', () => agent.destroy());
-  const control = await startControlServer(join(vmDir, CONTROL_SOCKET_NAME), agent);
-  cleanup.defer('close the control socket', () => control.close());
+  // Other fcvm processes (fcvm exec) reach the agent through this relay, with the token from the VM dir.
+  writeFileSync(join(vmDir, RELAY_TOKEN_NAME), token, { mode: 0o600 });
+  const relay = await AgentRelay.listen(agent, join(vmDir, RELAY_SOCKET_NAME), token);
+  cleanup.defer('close the agent relay', () => relay.close());
   log.info(`VM ${options.name} (${vmId}) is up: ${hypervisor.kind}, ${options.vcpus} vCPU, ${options.memoryMib} MiB`);
   return { vmId, vmDir, consoleLogPath, vm, agent, cleanup };
 }
 
-/** The guest needs a few seconds to boot and start the agent: retry until the VM dies or time runs out. */
+/** The guest needs seconds to boot and start the agent: retry until it answers, the VM dies, or time runs out. */
 async function connectAgent(vm: VmHandle, token: string, signal: AbortSignal): Promise<AgentClient> {
-  const deadline = Date.now() + 120_000;
-  let exited = false;
-  void vm.exited.then(() => {
-    exited = true;
+  const died = vm.exited.then((exit) => {
+    throw new FcvmError(
+      'HYPERVISOR',
+      `The VM stopped (VMM exit ${exit.code ?? exit.signal}) before its agent answered; see the console log.`,
+    );
   });
-  for (;;) {
-    signal.throwIfAborted();
-    if (exited) throw new FcvmError('HYPERVISOR', 'The VM stopped before its agent answered; see the console log.');
-    try {
-      const channel = await vm.openChannel(signal);
-      return await AgentClient.connect(channel, { token, timeoutMs: Math.max(1_000, deadline - Date.now()) });
-    } catch (err) {
-      if (signal.aborted || exited) throw err;
-      if (Date.now() >= deadline) {
-        throw new FcvmError('HYPERVISOR', 'The guest agent did not answer within 120 s; see the console log.', {
-          cause: err,
-        });
-      }
-      log.debug(`agent not ready yet: ${(err as Error).message}`);
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
+  died.catch(() => undefined); // observed only by the race below
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await Promise.race([
+      connectWithRetry((s) => vm.openChannel(s), { token, deadlineMs: AGENT_DEADLINE_MS, signal: stop.signal }),
+      died,
+    ]);
+  } finally {
+    stop.abort();
+    signal.removeEventListener('abort', onAbort);
   }
 }
 

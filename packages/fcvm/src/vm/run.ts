@@ -5,7 +5,7 @@
  */
 import { availableParallelism, totalmem } from 'node:os';
 import type { BootPlan, ExitReport } from '@fcvm/protocol';
-import { type SessionIo, ttyTerminal } from '../agent/session-io.js';
+import { readHostNtpSources, type SessionIo, ttyTerminal } from '../agent/index.js';
 import { type AssetPaths, ensureAssets, type ProgressListener } from '../assets/index.js';
 import { MAX_VCPUS } from '../cli/parse.js';
 import type { FcvmConfig } from '../config.js';
@@ -18,7 +18,6 @@ import { monitorHealth } from './health-monitor.js';
 import { resolveImage } from './image-source.js';
 import { launchVm } from './launch.js';
 import { sweepLeftovers } from './leftovers.js';
-import { hostNtpSources } from './ntp-sources.js';
 import type { RunRequest } from './run-request.js';
 
 export interface RunEnvironment {
@@ -137,7 +136,7 @@ async function bootAndRun(
     interactive: request.interactive,
     network: { kind: 'none' },
     hostTimeMs: Date.now(),
-    ntpSources: hostNtpSources(),
+    ntpSources: readHostNtpSources(),
   };
   await agent.sendPlan(plan);
   await env.registry.update(vmId, (record) => ({ ...record, status: 'running' }));

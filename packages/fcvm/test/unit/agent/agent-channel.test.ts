@@ -32,7 +32,7 @@ async function waitUntil(condition: () => boolean, timeoutMs: number, what: stri
 
 const vmExec = { inVm: true, interactive: false, env: {}, workdir: null } as const;
 
-describe('handshake', () => {
+describe('handshake', { timeout: 30_000 }, () => {
   let agent: AgentFixture;
   before(async () => {
     agent = await AgentFixture.start();
@@ -50,7 +50,8 @@ describe('handshake', () => {
   });
 
   test('requests without a hello are refused', async () => {
-    const channel = await startHostChannel(await agent.openStream(), PROTOCOL_VERSION);
+    const channel = await agent.openStream();
+    await startHostChannel(channel, PROTOCOL_VERSION);
     const session = http2.connect(AGENT_AUTHORITY, { createConnection: () => channel });
     try {
       const status = await new Promise<number>((resolve, reject) => {
@@ -89,7 +90,7 @@ describe('handshake', () => {
   });
 });
 
-describe('exec in the VM', () => {
+describe('exec in the VM', { timeout: 30_000 }, () => {
   let agent: AgentFixture;
   before(async () => {
     agent = await AgentFixture.start();
@@ -204,7 +205,7 @@ function planFor(command: string[], options: Partial<BootPlan> = {}): BootPlan {
   };
 }
 
-describe('container run session', () => {
+describe('container run session', { timeout: 60_000 }, () => {
   test('output streams stay apart, the exit code comes back, poweroff ends the agent', async (t) => {
     const agent = await AgentFixture.start();
     t.after(() => agent.dispose());
@@ -223,6 +224,32 @@ describe('container run session', () => {
     assert.match(agent.log, /setup: hostname test-vm/);
     await client.poweroff();
     assert.equal(await agent.exited, 0);
+  });
+
+  test('stdin sent with the first attach reaches the container once it starts', async (t) => {
+    const agent = await AgentFixture.start();
+    t.after(() => agent.dispose());
+    const client = await agent.connect();
+    await client.sendPlan(planFor(['cat'], { interactive: true }));
+    const io = captureIo({ stdin: stdinOf('early input\n') });
+    const exit = await client.attach(io);
+    assert.equal(exit.exitCode, 0);
+    assert.equal(io.stdoutText(), 'early input\n');
+  });
+
+  test('a plan that cannot start its container fails the run session with the reason', async (t) => {
+    const agent = await AgentFixture.start();
+    t.after(() => agent.dispose());
+    const client = await agent.connect();
+    await client.sendPlan(planFor(['/nonexistent/entrypoint']));
+    await assert.rejects(client.attach(captureIo()), (err: unknown) => {
+      assert.equal(wireCodeOf(err), 'PLAN_FAILED');
+      assert.match((err as Error).message, /cannot start \/nonexistent\/entrypoint/);
+      return true;
+    });
+    const status = await client.status();
+    assert.equal(status.phase, 'failed');
+    assert.equal(status.health, 'stopped');
   });
 
   test('a second plan is refused', async (t) => {

@@ -1,0 +1,175 @@
+/**
+ * Lets other fcvm processes (`fcvm exec`, `fcvm ls` health) reach a VM's agent while the process
+ * that runs the VM holds the one channel (a virtio-serial port takes one host connection at a time).
+ * The relay listens on a Unix socket (in the VM's directory, so its permissions guard it) and speaks
+ * the same protocol as the agent: preamble, hello with the VM token, then every other request is
+ * forwarded as an HTTP/2 stream on the upstream session, bodies and frames untouched. A client cannot
+ * tell the relay from the agent, so AgentClient works against both.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { unlink } from 'node:fs/promises';
+import http2 from 'node:http2';
+import net from 'node:net';
+import {
+  encodePreamble,
+  JSON_CONTENT_TYPE,
+  PROTOCOL_VERSION,
+  PreambleScanner,
+  parseHelloRequest,
+  Route,
+  readPreamble,
+  WIRE_ERROR_STATUS,
+  type WireError,
+} from '@fcvm/protocol';
+import { errnoCode } from '../errors.js';
+import { log } from '../log.js';
+import type { AgentClient } from './agent-client.js';
+
+const MAX_HELLO_BODY = 64 * 1024;
+
+export class AgentRelay {
+  private readonly server: net.Server;
+  private readonly http: http2.Http2Server;
+  private readonly sockets = new Set<net.Socket>();
+  readonly socketPath: string;
+
+  private constructor(socketPath: string, server: net.Server, http: http2.Http2Server) {
+    this.socketPath = socketPath;
+    this.server = server;
+    this.http = http;
+  }
+
+  static async listen(upstream: AgentClient, socketPath: string, token: string): Promise<AgentRelay> {
+    const authenticated = new WeakSet<http2.Http2Session>();
+    const http = http2.createServer();
+    http.on('stream', (stream, headers) => {
+      const session = stream.session;
+      if (session === undefined) return;
+      if (headers[':path'] === Route.Hello) {
+        answerHello(stream, session, authenticated, upstream, token).catch((err: unknown) => {
+          respondError(stream, { code: 'BAD_MESSAGE', message: (err as Error).message });
+        });
+      } else if (!authenticated.has(session)) {
+        respondError(stream, { code: 'UNAUTHENTICATED', message: 'the session has not said hello with the VM token' });
+        session.close();
+      } else {
+        forward(stream, headers, upstream);
+      }
+    });
+    const server = net.createServer((socket) => {
+      relay.sockets.add(socket);
+      socket.on('close', () => relay.sockets.delete(socket));
+      socket.on('error', (err) => log.debug(`agent relay client: ${err.message}`));
+      readPreamble(socket, new PreambleScanner(null)).then(
+        ({ preamble, rest }) => {
+          socket.write(encodePreamble(preamble));
+          if (rest.length > 0) socket.unshift(rest);
+          http.emit('connection', socket);
+        },
+        (err: unknown) => {
+          log.debug(`agent relay: no session started: ${(err as Error).message}`);
+          socket.destroy();
+        },
+      );
+    });
+    const relay = new AgentRelay(socketPath, server, http);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => resolve());
+    });
+    return relay;
+  }
+
+  /** Stops listening, ends relayed sessions and removes the socket file. */
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.http.close();
+    try {
+      await unlink(this.socketPath);
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    }
+  }
+}
+
+async function answerHello(
+  stream: http2.ServerHttp2Stream,
+  session: http2.Http2Session,
+  authenticated: WeakSet<http2.Http2Session>,
+  upstream: AgentClient,
+  token: string,
+): Promise<void> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_HELLO_BODY) throw new Error('the hello is too large');
+    chunks.push(chunk as Buffer);
+  }
+  const hello = parseHelloRequest(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+  const given = Buffer.from(hello.token);
+  const expected = Buffer.from(token);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    respondError(stream, { code: 'UNAUTHENTICATED', message: 'the VM token is wrong' });
+    session.close();
+    return;
+  }
+  if (hello.protocolVersion !== PROTOCOL_VERSION) {
+    respondError(stream, {
+      code: 'PROTOCOL_VERSION',
+      message: `fcvm's relay speaks protocol version ${PROTOCOL_VERSION}, the client speaks ${hello.protocolVersion}`,
+    });
+    session.close();
+    return;
+  }
+  authenticated.add(session);
+  // Relayed sessions never trigger a restore: only the VM's own process knows about restores.
+  const status = await upstream.status();
+  respond(stream, 200, { ...upstream.hello, restored: false, phase: status.phase });
+}
+
+function forward(incoming: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, upstream: AgentClient): void {
+  let outgoing: http2.ClientHttp2Stream;
+  try {
+    outgoing = upstream.openRawStream({
+      ':method': headers[':method'],
+      ':path': headers[':path'],
+      ...(headers['content-type'] === undefined ? {} : { 'content-type': headers['content-type'] }),
+    });
+  } catch (err) {
+    respondError(incoming, { code: 'INTERNAL', message: `the VM's channel is closed: ${(err as Error).message}` });
+    return;
+  }
+  outgoing.on('response', (responseHeaders) => {
+    if (incoming.destroyed || incoming.headersSent) return;
+    const reply: http2.OutgoingHttpHeaders = { ':status': responseHeaders[':status'] };
+    if (responseHeaders['content-type'] !== undefined) reply['content-type'] = responseHeaders['content-type'];
+    incoming.respond(reply);
+    outgoing.pipe(incoming);
+  });
+  incoming.pipe(outgoing);
+  outgoing.on('error', (err) => {
+    log.debug(`agent relay upstream stream: ${err.message}`);
+    if (!incoming.headersSent)
+      respondError(incoming, { code: 'INTERNAL', message: `the VM's channel broke: ${err.message}` });
+    else incoming.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  });
+  outgoing.on('close', () => {
+    if (!incoming.destroyed && !incoming.writableEnded) incoming.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  });
+  incoming.on('error', (err) => log.debug(`agent relay client stream: ${err.message}`));
+  incoming.on('close', () => {
+    if (!outgoing.destroyed) outgoing.close(http2.constants.NGHTTP2_CANCEL);
+  });
+}
+
+function respond(stream: http2.ServerHttp2Stream, status: number, body: unknown): void {
+  if (stream.destroyed || stream.headersSent) return;
+  stream.respond({ ':status': status, 'content-type': JSON_CONTENT_TYPE });
+  stream.end(JSON.stringify(body));
+}
+
+function respondError(stream: http2.ServerHttp2Stream, error: WireError): void {
+  respond(stream, WIRE_ERROR_STATUS[error.code], { error });
+}

@@ -50,8 +50,8 @@ export interface LaunchedVm {
 }
 
 /** In the VM dir: the relay socket for other fcvm processes, and the token they present to it. */
-export const RELAY_SOCKET_NAME = 'agent.sock';
-export const RELAY_TOKEN_NAME = 'agent.token';
+export const RELAY_SOCKET_NAME = 'relay.sock';
+export const RELAY_TOKEN_NAME = 'relay.token';
 
 /** A cold boot under software emulation takes several seconds; a loaded CI machine more. */
 const AGENT_DEADLINE_MS = 120_000;

@@ -48,7 +48,9 @@ test('boot: microvm on a shared RAM file, CPUs held, KVM with TCG fallback', () 
   assert.ok(valuesOf(args, '-object').includes('memory-backend-file,id=ram,size=512M,mem-path=/vm/memory,share=on'));
   assert.ok(args.includes('-S') && !args.includes('-incoming'));
   assert.ok(args.includes('-no-reboot') && args.includes('-nodefaults'));
-  assert.deepEqual(valuesOf(args, '-append'), ['quiet fcvm.init=/sbin/x console=ttyS0 panic=-1 tsc_early_khz=2095993 tsc=reliable']);
+  assert.deepEqual(valuesOf(args, '-append'), [
+    'quiet fcvm.init=/sbin/x console=ttyS0 panic=-1 tsc_early_khz=2095993 tsc=reliable',
+  ]);
 });
 
 test('devices in guest order: disks (vda, vdb), NIC, entropy, agent port', () => {
@@ -102,7 +104,10 @@ test('a malformed MAC is refused rather than spliced into the NIC options', () =
 });
 
 test('kernel command line: the caller wins where it set a parameter itself', () => {
-  assert.equal(kernelCommandLine('console=hvc0 panic=5 tsc_early_khz=1 tsc=unstable', 2000), 'console=hvc0 panic=5 tsc_early_khz=1 tsc=unstable');
+  assert.equal(
+    kernelCommandLine('console=hvc0 panic=5 tsc_early_khz=1 tsc=unstable', 2000),
+    'console=hvc0 panic=5 tsc_early_khz=1 tsc=unstable',
+  );
   assert.equal(kernelCommandLine('', null), 'console=ttyS0 panic=-1');
 });
 

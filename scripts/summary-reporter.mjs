@@ -10,8 +10,11 @@ export default async function* summaryReporter(source) {
   for await (const event of source) {
     if (event.type !== 'test:pass' && event.type !== 'test:fail') continue;
     const data = event.data;
-    // Suites (describe) report as well; count only tests that are not suites.
-    if (data.details?.type === 'suite') continue;
+    // Suites (describe) report as well; count only tests, and a skipped suite as one skipped test.
+    if (data.details?.type === 'suite') {
+      if (event.type === 'test:pass' && data.skip !== undefined) skipped++;
+      continue;
+    }
     if (event.type === 'test:fail') {
       failed++;
       failures.push(`${data.file ?? ''} > ${data.name}`);

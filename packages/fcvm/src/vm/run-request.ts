@@ -22,6 +22,7 @@ export interface RunRequest {
   readonly privileged: boolean;
   readonly hypervisor: HypervisorChoice;
   readonly noSwap: boolean;
-  readonly rootfsSizeBytes: number;
+  /** Minimum free space on the root disk; null: what the root filesystem image has. */
+  readonly rootfsSizeBytes: number | null;
   readonly kernelPath: string | null;
 }

@@ -40,6 +40,7 @@ function refuseUnsupported(request: RunRequest): void {
   if (request.healthCheckUrl !== null) throw notImplemented('HTTP health checks (--health-check)');
   if (request.network !== 'rootless') throw notImplemented(`--network ${request.network}`);
   if (request.privileged) throw notImplemented('Privileged containers (--privileged)');
+  if (request.rootfsSizeBytes !== null) throw notImplemented('Growing the root disk (--rootfs-size)');
 }
 
 export function resolveVcpus(vcpus: RunRequest['vcpus']): number {

@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import { Command } from 'commander';
 import { usageError } from '../../errors.js';
 import { execInVm } from '../../vm/exec.js';
@@ -38,7 +39,7 @@ export function execCommand(getContext: () => CliContext): Command {
     .passThroughOptions();
 
   return defineAction(command, async (argv: string[], raw: RawOptions) => {
-    const request = toExecRequest(argv, raw);
+    const request = toExecRequest(argv, raw, process.stdin.isTTY === true);
     const context = getContext();
     return execInVm(request, {
       dataDir: context.dataDir,
@@ -50,16 +51,22 @@ export function execCommand(getContext: () => CliContext): Command {
   });
 }
 
-export function toExecRequest(argv: readonly string[], raw: RawOptions): ExecRequest {
+/** Commands that are an interactive shell when started bare: `fcvm exec --name web -- sh` means -it. */
+const SHELLS = new Set(['sh', 'bash', 'ash', 'dash', 'zsh', 'fish', 'ksh']);
+
+/** `stdinIsTty`: a bare shell on a terminal gets -i -t implied, as in the reference. */
+export function toExecRequest(argv: readonly string[], raw: RawOptions, stdinIsTty = false): ExecRequest {
   if (raw.pid !== undefined && raw.name !== undefined) throw usageError('Give either --pid or --name, not both.');
   if (raw.pid === undefined && raw.name === undefined) throw usageError('Say which VM: give --pid PID or --name NAME.');
   const command = raw.shell ? ['sh', '-c', argv.join(' ')] : [...argv];
+  const bareShell = !raw.shell && command.length === 1 && SHELLS.has(basename(command[0] as string));
+  const tty = raw.tty === true || (bareShell && stdinIsTty);
   return {
     target: raw.pid !== undefined ? { pid: raw.pid } : { name: raw.name as string },
     command,
     inVm: raw.vm === true,
-    interactive: raw.interactive === true,
-    tty: raw.tty === true,
-    quiet: raw.quiet === true || raw.tty === true,
+    interactive: raw.interactive === true || tty,
+    tty,
+    quiet: raw.quiet === true || tty,
   };
 }

@@ -42,7 +42,7 @@ interface RawOptions {
   hypervisor: HypervisorChoice;
   /** false when --no-swap was given */
   swap?: boolean;
-  rootfsSize: number;
+  rootfsSize?: number;
   kernel?: string;
 }
 
@@ -88,11 +88,8 @@ export function podmanRunCommand(getContext: () => CliContext): Command {
     .option('--privileged', 'run the container privileged')
     .addOption(new Option('--hypervisor <kind>', 'VMM backend').choices(HYPERVISOR_CHOICES).default('auto'))
     .option('--no-swap', "keep the VM's memory out of host swap (own cgroup scope; needs root)")
-    .option(
-      '--rootfs-size <size>',
-      'minimum free space on the root disk',
-      (v) => parseSize(v, '--rootfs-size'),
-      10 * 2 ** 30,
+    .option('--rootfs-size <size>', 'minimum free space on the root disk, e.g. 10G', (v) =>
+      parseSize(v, '--rootfs-size'),
     )
     .option('--kernel <path>', 'boot this kernel instead of the one fcvm set up')
     .passThroughOptions();
@@ -171,7 +168,7 @@ export function toRunRequest(image: string, trailing: readonly string[], raw: Ra
     privileged: raw.privileged === true,
     hypervisor: raw.hypervisor,
     noSwap: raw.swap === false,
-    rootfsSizeBytes: raw.rootfsSize,
+    rootfsSizeBytes: raw.rootfsSize ?? null,
     kernelPath: raw.kernel ?? null,
   };
 }

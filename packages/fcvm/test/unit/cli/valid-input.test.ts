@@ -46,7 +46,7 @@ describe('podman run', () => {
     assert.equal(request.network, 'rootless');
     assert.equal(request.hypervisor, 'auto');
     assert.equal(request.noSwap, false);
-    assert.equal(request.rootfsSizeBytes, 10 * 2 ** 30);
+    assert.equal(request.rootfsSizeBytes, null);
   });
 
   test('flags before the image never swallow it; the container command keeps its own flags', async () => {
@@ -163,6 +163,16 @@ describe('exec', () => {
     assert.deepEqual(request.command, ['sh', '-c', 'echo $HOME']);
     assert.equal(request.inVm, true);
     assert.equal(request.quiet, true);
+  });
+
+  test('a bare shell on a terminal implies -it; not when stdin is a pipe or the command has arguments', async () => {
+    const [argv, raw] = await capture(['exec'], ['--name', 'web', '--', '/bin/bash']);
+    const onTerminal = toExecRequest(argv as string[], raw as Parameters<typeof toExecRequest>[1], true);
+    assert.equal(onTerminal.tty, true);
+    assert.equal(onTerminal.interactive, true);
+    assert.equal(toExecRequest(argv as string[], raw as Parameters<typeof toExecRequest>[1], false).tty, false);
+    const [argv2, raw2] = await capture(['exec'], ['--name', 'web', '--', 'sh', '-c', 'ls']);
+    assert.equal(toExecRequest(argv2 as string[], raw2 as Parameters<typeof toExecRequest>[1], true).tty, false);
   });
 });
 

@@ -10,7 +10,6 @@ import {
   encodePreamble,
   type HelloRequest,
   type HelloResponse,
-  JSON_CONTENT_TYPE,
   MessageValidationError,
   PROTOCOL_VERSION,
   PreambleScanner,
@@ -18,8 +17,8 @@ import {
   parseHelloRequest,
   Route,
   readPreamble,
-  WIRE_ERROR_STATUS,
-  type WireError,
+  respondJson,
+  respondWireError,
 } from '@fcvm/protocol';
 import { ExecRejected, launchInVm, serveExec } from './exec-server.js';
 import { FrameStream } from './frame-stream.js';
@@ -83,7 +82,7 @@ export class AgentServer {
         this.route(httpStream, headers, session, authenticated).catch((err: unknown) => {
           const code = err instanceof MessageValidationError ? 'BAD_MESSAGE' : 'INTERNAL';
           logLine(`request ${String(headers[':path'])} failed: ${describeError(err)}`);
-          respondError(httpStream, { code, message: describeError(err) });
+          respondWireError(httpStream, { code, message: describeError(err) });
         });
       });
       // A stream that ends before HTTP/2 even starts still counts as a finished session.
@@ -110,7 +109,10 @@ export class AgentServer {
       return;
     }
     if (!authenticated.has(session)) {
-      respondError(stream, { code: 'UNAUTHENTICATED', message: 'the session has not said hello with the VM token' });
+      respondWireError(stream, {
+        code: 'UNAUTHENTICATED',
+        message: 'the session has not said hello with the VM token',
+      });
       session.close();
       return;
     }
@@ -122,7 +124,7 @@ export class AgentServer {
       try {
         plan.accept(parseBootPlan(body));
       } catch (err) {
-        if (err instanceof PlanConflict) return respondError(stream, { code: 'CONFLICT', message: err.message });
+        if (err instanceof PlanConflict) return respondWireError(stream, { code: 'CONFLICT', message: err.message });
         throw err;
       }
       respondJson(stream, 202, {});
@@ -140,7 +142,7 @@ export class AgentServer {
       stream.once('close', () => plan.requestPoweroff());
       respondJson(stream, 202, {});
     } else {
-      respondError(stream, { code: 'NOT_FOUND', message: `no route ${String(method)} ${String(path)}` });
+      respondWireError(stream, { code: 'NOT_FOUND', message: `no route ${String(method)} ${String(path)}` });
     }
   }
 
@@ -153,12 +155,12 @@ export class AgentServer {
     const hello = parseHelloRequest(await readJsonBody(stream));
     if (!tokensMatch(hello.token, this.options.token)) {
       logLine('rejected a session with a wrong token');
-      respondError(stream, { code: 'UNAUTHENTICATED', message: 'the VM token is wrong' });
+      respondWireError(stream, { code: 'UNAUTHENTICATED', message: 'the VM token is wrong' });
       session.close();
       return;
     }
     if (hello.protocolVersion !== PROTOCOL_VERSION) {
-      respondError(stream, {
+      respondWireError(stream, {
         code: 'PROTOCOL_VERSION',
         message: `fc-agent speaks protocol version ${PROTOCOL_VERSION}, the host speaks ${hello.protocolVersion}`,
       });
@@ -206,14 +208,4 @@ async function readJsonBody(stream: http2.ServerHttp2Stream): Promise<unknown> {
   } catch {
     throw new MessageValidationError('body', 'must be valid JSON');
   }
-}
-
-function respondJson(stream: http2.ServerHttp2Stream, status: number, body: unknown): void {
-  if (stream.destroyed || stream.headersSent) return;
-  stream.respond({ ':status': status, 'content-type': JSON_CONTENT_TYPE });
-  stream.end(JSON.stringify(body));
-}
-
-function respondError(stream: http2.ServerHttp2Stream, error: WireError): void {
-  respondJson(stream, WIRE_ERROR_STATUS[error.code], { error });
 }

@@ -58,5 +58,6 @@ export * from './frames.js';
 export * from './guards.js';
 export * from './messages.js';
 export * from './preamble.js';
+export * from './respond.js';
 export * from './routes.js';
 export * from './wire-error.js';

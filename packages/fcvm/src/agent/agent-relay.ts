@@ -12,14 +12,13 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import {
   encodePreamble,
-  JSON_CONTENT_TYPE,
   PROTOCOL_VERSION,
   PreambleScanner,
   parseHelloRequest,
   Route,
   readPreamble,
-  WIRE_ERROR_STATUS,
-  type WireError,
+  respondJson,
+  respondWireError,
 } from '@fcvm/protocol';
 import { errnoCode } from '../errors.js';
 import { log } from '../log.js';
@@ -47,10 +46,13 @@ export class AgentRelay {
       if (session === undefined) return;
       if (headers[':path'] === Route.Hello) {
         answerHello(stream, session, authenticated, upstream, token).catch((err: unknown) => {
-          respondError(stream, { code: 'BAD_MESSAGE', message: (err as Error).message });
+          respondWireError(stream, { code: 'BAD_MESSAGE', message: (err as Error).message });
         });
       } else if (!authenticated.has(session)) {
-        respondError(stream, { code: 'UNAUTHENTICATED', message: 'the session has not said hello with the VM token' });
+        respondWireError(stream, {
+          code: 'UNAUTHENTICATED',
+          message: 'the session has not said hello with the VM token',
+        });
         session.close();
       } else {
         forward(stream, headers, upstream);
@@ -111,12 +113,12 @@ async function answerHello(
   const given = Buffer.from(hello.token);
   const expected = Buffer.from(token);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-    respondError(stream, { code: 'UNAUTHENTICATED', message: 'the VM token is wrong' });
+    respondWireError(stream, { code: 'UNAUTHENTICATED', message: 'the VM token is wrong' });
     session.close();
     return;
   }
   if (hello.protocolVersion !== PROTOCOL_VERSION) {
-    respondError(stream, {
+    respondWireError(stream, {
       code: 'PROTOCOL_VERSION',
       message: `fcvm's relay speaks protocol version ${PROTOCOL_VERSION}, the client speaks ${hello.protocolVersion}`,
     });
@@ -126,7 +128,7 @@ async function answerHello(
   authenticated.add(session);
   // Relayed sessions never trigger a restore: only the VM's own process knows about restores.
   const status = await upstream.status();
-  respond(stream, 200, { ...upstream.hello, restored: false, phase: status.phase });
+  respondJson(stream, 200, { ...upstream.hello, restored: false, phase: status.phase });
 }
 
 function forward(incoming: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, upstream: AgentClient): void {
@@ -138,7 +140,7 @@ function forward(incoming: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
       ...(headers['content-type'] === undefined ? {} : { 'content-type': headers['content-type'] }),
     });
   } catch (err) {
-    respondError(incoming, { code: 'INTERNAL', message: `the VM's channel is closed: ${(err as Error).message}` });
+    respondWireError(incoming, { code: 'INTERNAL', message: `the VM's channel is closed: ${(err as Error).message}` });
     return;
   }
   outgoing.on('response', (responseHeaders) => {
@@ -152,7 +154,7 @@ function forward(incoming: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
   outgoing.on('error', (err) => {
     log.debug(`agent relay upstream stream: ${err.message}`);
     if (!incoming.headersSent)
-      respondError(incoming, { code: 'INTERNAL', message: `the VM's channel broke: ${err.message}` });
+      respondWireError(incoming, { code: 'INTERNAL', message: `the VM's channel broke: ${err.message}` });
     else incoming.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
   });
   outgoing.on('close', () => {
@@ -162,14 +164,4 @@ function forward(incoming: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
   incoming.on('close', () => {
     if (!outgoing.destroyed) outgoing.close(http2.constants.NGHTTP2_CANCEL);
   });
-}
-
-function respond(stream: http2.ServerHttp2Stream, status: number, body: unknown): void {
-  if (stream.destroyed || stream.headersSent) return;
-  stream.respond({ ':status': status, 'content-type': JSON_CONTENT_TYPE });
-  stream.end(JSON.stringify(body));
-}
-
-function respondError(stream: http2.ServerHttp2Stream, error: WireError): void {
-  respond(stream, WIRE_ERROR_STATUS[error.code], { error });
 }

@@ -3,13 +3,14 @@
  * (token + protocol version), the restore check, and the routes. One AgentServer lives as long as
  * the agent; serveSession() is called once per host connection.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import {
   encodePreamble,
   type HelloRequest,
   type HelloResponse,
+  helloRejection,
   MessageValidationError,
   PROTOCOL_VERSION,
   PreambleScanner,
@@ -153,17 +154,10 @@ export class AgentServer {
   ): Promise<void> {
     const receivedAt = performance.now();
     const hello = parseHelloRequest(await readJsonBody(stream));
-    if (!tokensMatch(hello.token, this.options.token)) {
-      logLine('rejected a session with a wrong token');
-      respondWireError(stream, { code: 'UNAUTHENTICATED', message: 'the VM token is wrong' });
-      session.close();
-      return;
-    }
-    if (hello.protocolVersion !== PROTOCOL_VERSION) {
-      respondWireError(stream, {
-        code: 'PROTOCOL_VERSION',
-        message: `fc-agent speaks protocol version ${PROTOCOL_VERSION}, the host speaks ${hello.protocolVersion}`,
-      });
+    const rejection = helloRejection(hello, this.options.token, 'fc-agent');
+    if (rejection !== null) {
+      logLine(`rejected a session: ${rejection.message}`);
+      respondWireError(stream, rejection);
       session.close();
       return;
     }
@@ -186,12 +180,6 @@ export class AgentServer {
     };
     respondJson(stream, 200, response);
   }
-}
-
-function tokensMatch(given: string, expected: string): boolean {
-  const a = Buffer.from(given, 'utf8');
-  const b = Buffer.from(expected, 'utf8');
-  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 async function readJsonBody(stream: http2.ServerHttp2Stream): Promise<unknown> {

@@ -34,7 +34,7 @@
  *        |                                                   |
  *        +---------- stream ends or breaks <-- serve requests <--+
  */
-export const PROTOCOL_VERSION = 1;
+export { PROTOCOL_VERSION } from './version.js';
 
 /** Name of the virtio-serial port (QEMU) that carries the channel. */
 export const AGENT_PORT_NAME = 'fcvm.agent';
@@ -56,6 +56,7 @@ export const CONTAINER_NAME = 'fcvm-container';
 export * from './channel-start.js';
 export * from './frames.js';
 export * from './guards.js';
+export * from './hello-check.js';
 export * from './messages.js';
 export * from './preamble.js';
 export * from './respond.js';

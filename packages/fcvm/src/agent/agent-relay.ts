@@ -6,13 +6,12 @@
  * forwarded as an HTTP/2 stream on the upstream session, bodies and frames untouched. A client cannot
  * tell the relay from the agent, so AgentClient works against both.
  */
-import { timingSafeEqual } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
 import http2 from 'node:http2';
 import net from 'node:net';
 import {
   encodePreamble,
-  PROTOCOL_VERSION,
+  helloRejection,
   PreambleScanner,
   parseHelloRequest,
   Route,
@@ -110,18 +109,9 @@ async function answerHello(
     chunks.push(chunk as Buffer);
   }
   const hello = parseHelloRequest(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-  const given = Buffer.from(hello.token);
-  const expected = Buffer.from(token);
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-    respondWireError(stream, { code: 'UNAUTHENTICATED', message: 'the VM token is wrong' });
-    session.close();
-    return;
-  }
-  if (hello.protocolVersion !== PROTOCOL_VERSION) {
-    respondWireError(stream, {
-      code: 'PROTOCOL_VERSION',
-      message: `fcvm's relay speaks protocol version ${PROTOCOL_VERSION}, the client speaks ${hello.protocolVersion}`,
-    });
+  const rejection = helloRejection(hello, token, "fcvm's relay");
+  if (rejection !== null) {
+    respondWireError(stream, rejection);
     session.close();
     return;
   }

@@ -3,8 +3,8 @@
  * today; clones later). Every resource is registered on the returned cleanup stack the moment it
  * exists, so a failure at any step (or a signal) releases exactly what was acquired.
  *
- *   VM dir -> registry record -> CoW root disk -> per-VM initrd (agent + token) -> VMM
- *   -> agent session (hello) -> control socket for `fcvm exec`
+ *   VM dir -> registry record -> network (namespace, tap, pasta; network/) -> CoW root disk
+ *   -> per-VM initrd (agent + token) -> VMM -> agent session (hello) -> control socket for `fcvm exec`
  */
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -18,6 +18,7 @@ import { FcvmError } from '../errors.js';
 import { selectHypervisor } from '../hypervisor/select.js';
 import type { DiskSpec, VmHandle } from '../hypervisor/types.js';
 import { log } from '../log.js';
+import { type NetworkRequest, setupNetwork, type VmNetwork } from '../network/index.js';
 import { newVmId, type VmRecordInput } from '../state/record.js';
 import type { Registry } from '../state/registry.js';
 import { processStartTime } from '../util/proc.js';
@@ -37,6 +38,8 @@ export interface LaunchOptions {
   readonly extraDisks: readonly Omit<DiskSpec, 'format'>[];
   /** Fields of the registry record's `config` (image, labels, tty, ...). */
   readonly recordConfig: NonNullable<VmRecordInput['config']>;
+  /** The VM's network (network/index.ts), or null for none. */
+  readonly network: Omit<NetworkRequest, 'vmId' | 'registry'> | null;
 }
 
 export interface LaunchedVm {
@@ -45,6 +48,7 @@ export interface LaunchedVm {
   readonly consoleLogPath: string;
   readonly vm: VmHandle;
   readonly agent: AgentClient;
+  readonly network: VmNetwork | null;
   /** Releases everything above in reverse order; idempotent. */
   readonly cleanup: CleanupStack;
 }
@@ -97,6 +101,9 @@ export async function launchVm(
   });
   cleanup.defer('remove the registry record', () => registry.remove(vmId));
 
+  const network =
+    options.network === null ? null : await attachNetwork(registry, vmId, vmDir, options.network, cleanup);
+
   const qcow2 = hypervisor.capabilities.diskFormats.includes('qcow2');
   const rootDisk = await createCowDisk(assets.rootfs, join(vmDir, qcow2 ? 'rootfs.qcow2' : 'rootfs.raw'), { qcow2 });
 
@@ -128,9 +135,9 @@ export async function launchVm(
         { id: 'rootfs', path: rootDisk.path, readOnly: false, format: rootDisk.format },
         ...options.extraDisks.map((disk) => ({ ...disk, format: 'raw' as const })),
       ],
-      net: null,
+      net: network?.tap ?? null,
       memoryFilePath: ramPath,
-      netnsPath: null,
+      netnsPath: network?.netnsPath ?? null,
       metadata: null,
       consoleLogPath,
       noSwap: options.noSwap,
@@ -142,7 +149,7 @@ export async function launchVm(
   });
   await registry.update(vmId, (record) => ({
     ...record,
-    children: [{ pid: vm.pid, start_time: processStartTime(vm.pid) ?? 0, role: hypervisor.kind }],
+    children: [...record.children, { pid: vm.pid, start_time: processStartTime(vm.pid) ?? 0, role: hypervisor.kind }],
   }));
 
   const agent = await connectAgent(vm, token, signal);
@@ -152,7 +159,34 @@ export async function launchVm(
   const relay = await AgentRelay.listen(agent, join(vmDir, RELAY_SOCKET_NAME), token);
   cleanup.defer('close the agent relay', () => relay.close());
   log.info(`VM ${options.name} (${vmId}) is up: ${hypervisor.kind}, ${options.vcpus} vCPU, ${options.memoryMib} MiB`);
-  return { vmId, vmDir, consoleLogPath, vm, agent, cleanup };
+  return { vmId, vmDir, consoleLogPath, vm, agent, network, cleanup };
+}
+
+/** The network's release goes on the stack at once; its helpers and addresses go into the record. */
+async function attachNetwork(
+  registry: Registry,
+  vmId: string,
+  vmDir: string,
+  request: Omit<NetworkRequest, 'vmId' | 'registry'>,
+  cleanup: CleanupStack,
+): Promise<VmNetwork> {
+  const network = await setupNetwork({ ...request, vmId, registry }, vmDir);
+  cleanup.defer('release the network', () => network.release());
+  await registry.update(vmId, (record) => ({
+    ...record,
+    children: [...record.children, ...network.helpers.map((helper) => ({ ...helper }))],
+    config: {
+      ...record.config,
+      network: { ...record.config.network, ...network.record },
+      port_mappings: network.ports.map((port) => ({
+        host_ip: port.hostIp,
+        host_port: port.hostPort,
+        guest_port: port.guestPort,
+        protocol: port.protocol,
+      })),
+    },
+  }));
+  return network;
 }
 
 /** The guest needs seconds to boot and start the agent: retry until it answers, the VM dies, or time runs out. */

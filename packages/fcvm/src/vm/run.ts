@@ -5,13 +5,14 @@
  */
 import { availableParallelism, totalmem } from 'node:os';
 import type { BootPlan, ExitReport } from '@fcvm/protocol';
-import { readHostNtpSources, type SessionIo, ttyTerminal } from '../agent/index.js';
+import { type SessionIo, ttyTerminal } from '../agent/index.js';
 import { type AssetPaths, ensureAssets, type ProgressListener } from '../assets/index.js';
 import { MAX_VCPUS } from '../cli/parse.js';
 import type { FcvmConfig } from '../config.js';
 import { type DataDir, ensureDataDir } from '../data-dir.js';
 import { FcvmError, notImplemented, usageError } from '../errors.js';
 import { log } from '../log.js';
+import { guestDnsServers, guestNtpSources, proxyEnvironment } from '../network/index.js';
 import type { Registry } from '../state/registry.js';
 import { CleanupStack } from './cleanup-stack.js';
 import { monitorHealth } from './health-monitor.js';
@@ -35,10 +36,8 @@ const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIG
 
 /** Flags whose capability has not landed: refuse them instead of ignoring them. */
 function refuseUnsupported(request: RunRequest): void {
-  if (request.publish.length > 0) throw notImplemented('Publishing ports (--publish)');
   if (request.volumes.length > 0) throw notImplemented('Sharing host directories (--map)');
   if (request.healthCheckUrl !== null) throw notImplemented('HTTP health checks (--health-check)');
-  if (request.network !== 'rootless') throw notImplemented(`--network ${request.network}`);
   if (request.privileged) throw notImplemented('Privileged containers (--privileged)');
   if (request.rootfsSizeBytes !== null) throw notImplemented('Growing the root disk (--rootfs-size)');
 }
@@ -111,6 +110,7 @@ async function bootAndRun(
       hypervisor: request.hypervisor,
       kernelPath: request.kernelPath,
       extraDisks: image.archivePath === null ? [] : [{ id: 'image', path: image.archivePath, readOnly: true }],
+      network: { mode: request.network, publish: request.publish, dnsServers: guestDnsServers(env.config) },
       recordConfig: {
         image: request.image,
         labels: request.labels,
@@ -130,14 +130,15 @@ async function bootAndRun(
     image: image.source,
     imageReference: image.reference,
     command: request.command.length > 0 ? [...request.command] : null,
-    env: Object.fromEntries(request.env),
+    // The host's proxy settings reach the container unless --env overrides them.
+    env: { ...proxyEnvironment(), ...Object.fromEntries(request.env) },
     user: request.user,
     workdir: null,
     tty: request.tty,
     interactive: request.interactive,
-    network: { kind: 'none' },
+    network: launched.network?.plan ?? { kind: 'none' },
     hostTimeMs: Date.now(),
-    ntpSources: readHostNtpSources(),
+    ntpSources: guestNtpSources(env.config),
   };
   await agent.sendPlan(plan);
   await env.registry.update(vmId, (record) => ({ ...record, status: 'running' }));

@@ -4,9 +4,12 @@
  * the registry (so a sweep after SIGKILL can end what the VM left).
  */
 import { FcvmError, notImplemented } from '../errors.js';
+import type { VmRecord } from '../state/record.js';
+import { bridgedNames, releaseBridged, setupBridged } from './bridged.js';
 import { setupRootless } from './rootless.js';
 import type { NetworkRequest, VmNetwork } from './types.js';
 
+export { publishedHealthUrl } from './health-url.js';
 export { guestDnsServers, guestNtpSources, proxyEnvironment } from './settings.js';
 export type {
   GuestIdentity,
@@ -29,8 +32,21 @@ export async function setupNetwork(request: NetworkRequest, runDir: string): Pro
       }
       return setupRootless(request, runDir);
     case 'bridged':
-      throw notImplemented('--network bridged');
+      if (process.getuid?.() !== 0) {
+        throw new FcvmError('NEEDS_ROOT', '--network bridged needs root; run fcvm as root or use --network rootless.');
+      }
+      return setupBridged(request);
     case 'routed':
       throw notImplemented('--network routed (IPv6)');
   }
+}
+
+/**
+ * What a dead owner's network left that no process holds: a bridged VM's named namespace, veth and
+ * nftables table (a rootless network dies with its holder). Tried for every stale record, since the
+ * owner may have died before it recorded the mode.
+ */
+export async function releaseNetworkLeftovers(record: VmRecord): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  await releaseBridged(bridgedNames(record.vm_id));
 }

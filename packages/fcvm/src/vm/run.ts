@@ -12,7 +12,7 @@ import type { FcvmConfig } from '../config.js';
 import { type DataDir, ensureDataDir } from '../data-dir.js';
 import { FcvmError, notImplemented, usageError } from '../errors.js';
 import { log } from '../log.js';
-import { guestDnsServers, guestNtpSources, proxyEnvironment } from '../network/index.js';
+import { guestDnsServers, guestNtpSources, proxyEnvironment, publishedHealthUrl } from '../network/index.js';
 import type { Registry } from '../state/registry.js';
 import { CleanupStack } from './cleanup-stack.js';
 import { monitorHealth } from './health-monitor.js';
@@ -37,7 +37,6 @@ const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIG
 /** Flags whose capability has not landed: refuse them instead of ignoring them. */
 function refuseUnsupported(request: RunRequest): void {
   if (request.volumes.length > 0) throw notImplemented('Sharing host directories (--map)');
-  if (request.healthCheckUrl !== null) throw notImplemented('HTTP health checks (--health-check)');
   if (request.privileged) throw notImplemented('Privileged containers (--privileged)');
   if (request.rootfsSizeBytes !== null) throw notImplemented('Growing the root disk (--rootfs-size)');
 }
@@ -118,6 +117,7 @@ async function bootAndRun(
         interactive: request.interactive,
         user: request.user,
         process_type: 'vm',
+        health_check_url: request.healthCheckUrl,
       },
     },
     cleanup,
@@ -145,7 +145,11 @@ async function bootAndRun(
 
   const healthStop = new AbortController();
   cleanup.defer('stop the health monitor', () => healthStop.abort());
-  const io = sessionIo(request, env, () => monitorHealth(agent, env.registry, vmId, healthStop.signal));
+  const http =
+    request.healthCheckUrl === null
+      ? null
+      : { url: publishedHealthUrl(request.healthCheckUrl, launched.network), timeoutMs: request.healthCheckTimeoutMs };
+  const io = sessionIo(request, env, () => monitorHealth(agent, env.registry, vmId, healthStop.signal, http));
   const restoreTerminal = io.terminal !== null ? enterRawMode(env.stdin) : () => {};
   cleanup.defer('restore the terminal', restoreTerminal);
 

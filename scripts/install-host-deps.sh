@@ -7,6 +7,7 @@ packages=(
   busybox-static cpio              # stage-1 initramfs and the test image
   mmdebstrap e2fsprogs             # guest root filesystem
   passt iproute2 iptables nftables # networking
+  containernetworking-plugins      # bench:net compares with the CNI bridge plugin
   procps util-linux xz-utils zstd
   gcc libc6-dev                    # UFFD tests and bench:uffd compile C clients and a C handler
 )

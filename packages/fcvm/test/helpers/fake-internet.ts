@@ -26,6 +26,9 @@ const SERVER_SCRIPT = String.raw`
 const http = require('node:http');
 const dgram = require('node:dgram');
 const [address, name, body] = process.argv.slice(1);
+// Ends with the test that started it, even if the test dies without stopping it.
+const parent = process.ppid;
+setInterval(() => { if (process.ppid !== parent) process.exit(0); }, 1000);
 let pending = 3;
 const ready = () => { if (--pending === 0) console.log('ready'); };
 http.createServer((req, res) => res.end(body)).listen(80, address, ready);
@@ -78,7 +81,9 @@ export async function startFakeInternet(): Promise<FakeInternet> {
   const address = `${base}.${(block % 256) + 2}`;
   let server: ChildProcess | undefined;
   const stop = (): void => {
+    // `ip netns exec` execs node in place: the child is the server itself.
     if (server?.exitCode === null) server.kill('SIGKILL');
+    server?.stdout?.destroy();
     try {
       ip('netns', 'del', namespace);
     } catch {

@@ -105,20 +105,8 @@ export async function startFakeInternet(): Promise<FakeInternet> {
     ip('-n', namespace, 'link', 'set', nsLink, 'up');
     ip('-n', namespace, 'route', 'add', 'default', 'via', hostAddress);
     server = spawn(
-      'timeout',
-      [
-        '900',
-        'ip',
-        'netns',
-        'exec',
-        namespace,
-        process.execPath,
-        '-e',
-        SERVER_SCRIPT,
-        address,
-        FAKE_HOSTNAME,
-        HTTP_BODY,
-      ],
+      'ip',
+      ['netns', 'exec', namespace, process.execPath, '-e', SERVER_SCRIPT, address, FAKE_HOSTNAME, HTTP_BODY],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
     await new Promise<void>((resolve, reject) => {

@@ -6,7 +6,7 @@
  * host rules live in one nftables table per VM, `ip fcvm-<id8>`, so teardown (and the sweep after a
  * SIGKILL) deletes exactly what was added by deleting that table.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FcvmError, notImplemented } from '../errors.js';
 import type { Registry } from '../state/registry.js';
@@ -173,22 +173,16 @@ async function claimSubnet(
     for (let probe = 0; probe < SUBNETS; probe++) {
       const candidate = subnetAddresses((start + probe) % SUBNETS);
       if (used.has(candidate.host)) continue;
-      await runNetworkCommand(['ip', 'netns', 'add', names.namespace]);
-      await runNetworkCommand([
-        'ip',
-        'link',
-        'add',
-        names.hostVeth,
-        'type',
-        'veth',
-        'peer',
-        'name',
-        names.nsVeth,
-        'netns',
-        names.namespace,
-      ]);
-      await runNetworkCommand(['ip', 'address', 'add', `${candidate.host}/30`, 'dev', names.hostVeth]);
-      await runNetworkCommand(['ip', 'link', 'set', names.hostVeth, 'up']);
+      await runNetworkCommand(
+        ['ip', '-batch', '-'],
+        [
+          `netns add ${names.namespace}`,
+          `link add ${names.hostVeth} type veth peer name ${names.nsVeth} netns ${names.namespace}`,
+          `address add ${candidate.host}/30 dev ${names.hostVeth}`,
+          `link set ${names.hostVeth} up`,
+          '',
+        ].join('\n'),
+      );
       return candidate;
     }
     throw new FcvmError('NETWORK', 'Every bridged subnet in 172.30.0.0/16 is in use; stop some VMs.');
@@ -202,7 +196,7 @@ async function enableForwarding(hostVeth: string): Promise<void> {
   if (readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim() !== '1') {
     await runNetworkCommand(['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
   }
-  await runNetworkCommand(['sysctl', '-qw', `net.ipv4.conf.${hostVeth}.route_localnet=1`]);
+  writeFileSync(`/proc/sys/net/ipv4/conf/${hostVeth}/route_localnet`, '1');
 }
 
 /** Deletes the table, the namespace (taking the tap, bridge and veth pair with it); tolerates absence. */

@@ -4,12 +4,16 @@
  * TCP port for that guest port, at its host address.
  */
 import { FcvmError } from '../errors.js';
-import type { VmNetwork } from './types.js';
+import type { PublishedPort } from './types.js';
 
-export function publishedHealthUrl(url: string, network: VmNetwork | null): string {
+/** Throws the USAGE error before anything boots when the URL's guest port is not published. */
+export function publishedHealthUrl(
+  url: string,
+  ports: readonly (PublishedPort & { readonly hostIp: string })[],
+): string {
   const parsed = new URL(url);
   const guestPort = parsed.port === '' ? 80 : Number(parsed.port);
-  const port = network?.ports.find((p) => p.protocol === 'tcp' && p.guestPort === guestPort);
+  const port = ports.find((p) => p.protocol === 'tcp' && p.guestPort === guestPort);
   if (port === undefined) {
     throw new FcvmError(
       'USAGE',

@@ -7,7 +7,7 @@ import { FcvmError, notImplemented } from '../errors.js';
 import type { VmRecord } from '../state/record.js';
 import { bridgedNames, releaseBridged, setupBridged } from './bridged.js';
 import { setupRootless } from './rootless.js';
-import type { NetworkRequest, VmNetwork } from './types.js';
+import type { NetworkMode, NetworkRequest, VmNetwork } from './types.js';
 
 export { publishedHealthUrl } from './health-url.js';
 export { guestDnsServers, guestNtpSources, proxyEnvironment } from './settings.js';
@@ -21,24 +21,24 @@ export type {
   VmNetwork,
 } from './types.js';
 
-export async function setupNetwork(request: NetworkRequest, runDir: string): Promise<VmNetwork> {
-  switch (request.mode) {
-    case 'rootless':
-      if (process.getuid?.() !== 0) {
-        throw new FcvmError(
-          'NOT_IMPLEMENTED',
-          'Running fcvm as a non-root user is not supported yet in this version; run it as root (rootless networking works there).',
-        );
-      }
-      return setupRootless(request, runDir);
-    case 'bridged':
-      if (process.getuid?.() !== 0) {
-        throw new FcvmError('NEEDS_ROOT', '--network bridged needs root; run fcvm as root or use --network rootless.');
-      }
-      return setupBridged(request);
-    case 'routed':
-      throw notImplemented('--network routed (IPv6)');
+/** Modes this host or version cannot do, refused before anything is built or booted. */
+export function refuseUnsupportedNetwork(mode: NetworkMode): void {
+  const root = process.getuid?.() === 0;
+  if (mode === 'routed') throw notImplemented('--network routed (IPv6)');
+  if (mode === 'bridged' && !root) {
+    throw new FcvmError('NEEDS_ROOT', '--network bridged needs root; run fcvm as root or use --network rootless.');
   }
+  if (!root) {
+    throw new FcvmError(
+      'NOT_IMPLEMENTED',
+      'Running fcvm as a non-root user is not supported yet in this version; run it as root (rootless networking works there).',
+    );
+  }
+}
+
+export async function setupNetwork(request: NetworkRequest, runDir: string): Promise<VmNetwork> {
+  refuseUnsupportedNetwork(request.mode);
+  return request.mode === 'bridged' ? setupBridged(request) : setupRootless(request, runDir);
 }
 
 /**

@@ -58,16 +58,10 @@ export function splicedPortsRuleset(guestIp: string, ports: readonly PublishedPo
 
 async function forwardSplicedPorts(netnsPath: string, guestIp: string, ports: readonly PublishedPort[]): Promise<void> {
   if (ports.length === 0) return;
-  await runNetworkCommand([
-    'nsenter',
-    `--net=${netnsPath}`,
-    '--',
-    'sysctl',
-    '-qw',
-    `net.ipv4.conf.${BRIDGE}.route_localnet=1`,
-  ]);
+  // One process for both: the sysctl file is the namespace's own only when opened from inside it.
+  const script = `echo 1 > /proc/sys/net/ipv4/conf/${BRIDGE}/route_localnet && exec nft -f -`;
   await runNetworkCommand(
-    ['nsenter', `--net=${netnsPath}`, '--', 'nft', '-f', '-'],
+    ['nsenter', `--net=${netnsPath}`, '--', 'sh', '-c', script],
     splicedPortsRuleset(guestIp, ports),
   );
 }

@@ -162,8 +162,11 @@ export async function launchVm(
   return { vmId, vmDir, consoleLogPath, vm, agent, network, cleanup };
 }
 
-/** The network's release goes on the stack at once; its helpers and addresses go into the record. */
-async function attachNetwork(
+/**
+ * The network's release goes on the stack at once; its helpers and addresses go into the record.
+ * A clone calls this with `clone: { address, gateway, mac }` from its snapshot before the restore.
+ */
+export async function attachNetwork(
   registry: Registry,
   vmId: string,
   vmDir: string,

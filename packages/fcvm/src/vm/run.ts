@@ -12,7 +12,13 @@ import type { FcvmConfig } from '../config.js';
 import { type DataDir, ensureDataDir } from '../data-dir.js';
 import { FcvmError, notImplemented, usageError } from '../errors.js';
 import { log } from '../log.js';
-import { guestDnsServers, guestNtpSources, proxyEnvironment, publishedHealthUrl } from '../network/index.js';
+import {
+  guestDnsServers,
+  guestNtpSources,
+  proxyEnvironment,
+  publishedHealthUrl,
+  refuseUnsupportedNetwork,
+} from '../network/index.js';
 import type { Registry } from '../state/registry.js';
 import { CleanupStack } from './cleanup-stack.js';
 import { monitorHealth } from './health-monitor.js';
@@ -39,6 +45,14 @@ function refuseUnsupported(request: RunRequest): void {
   if (request.volumes.length > 0) throw notImplemented('Sharing host directories (--map)');
   if (request.privileged) throw notImplemented('Privileged containers (--privileged)');
   if (request.rootfsSizeBytes !== null) throw notImplemented('Growing the root disk (--rootfs-size)');
+  refuseUnsupportedNetwork(request.network);
+  // A health-check URL must name a published guest port: say so before anything boots.
+  if (request.healthCheckUrl !== null) {
+    publishedHealthUrl(
+      request.healthCheckUrl,
+      request.publish.map((port) => ({ ...port, hostIp: port.hostIp ?? '127.0.0.1' })),
+    );
+  }
 }
 
 export function resolveVcpus(vcpus: RunRequest['vcpus']): number {
@@ -148,7 +162,10 @@ async function bootAndRun(
   const http =
     request.healthCheckUrl === null
       ? null
-      : { url: publishedHealthUrl(request.healthCheckUrl, launched.network), timeoutMs: request.healthCheckTimeoutMs };
+      : {
+          url: publishedHealthUrl(request.healthCheckUrl, launched.network?.ports ?? []),
+          timeoutMs: request.healthCheckTimeoutMs,
+        };
   const io = sessionIo(request, env, () => monitorHealth(agent, env.registry, vmId, healthStop.signal, http));
   const restoreTerminal = io.terminal !== null ? enterRawMode(env.stdin) : () => {};
   cleanup.defer('restore the terminal', restoreTerminal);

@@ -44,6 +44,17 @@ const cases: Array<[string, string[], RegExp]> = [
   ['unknown hypervisor', ['podman', 'run', '--name', 'web', '--hypervisor', 'xen', 'img'], /'xen' is invalid/],
   ['health check not a URL', ['podman', 'run', '--name', 'web', '--health-check', 'nope', 'img'], /not a URL/],
   ['health check https', ['podman', 'run', '--name', 'web', '--health-check', 'https://x/', 'img'], /only http/],
+  [
+    'health check port not published',
+    ['podman', 'run', '--name', 'web', '-p', '8080:81', '--health-check', 'http://localhost/', 'img'],
+    /guest port 80, which is not published; add --publish HOSTPORT:80/,
+  ],
+  [
+    'health check timeout not a number',
+    ['podman', 'run', '--name', 'web', '--health-check-timeout', 'soon', 'img'],
+    /Invalid --health-check-timeout 'soon'/,
+  ],
+  ['routed network not there yet', ['podman', 'run', '--name', 'web', '--network', 'routed', 'img'], /routed/],
   ['bad user', ['podman', 'run', '--name', 'web', '--user', 'a b', 'img'], /Invalid --user/],
   ['cmd and trailing command', ['podman', 'run', '--name', 'web', '--cmd', 'ls', 'img', 'ls'], /either with --cmd/],
   ['cmd unterminated quote', ['podman', 'run', '--name', 'web', '--cmd', "echo 'a", 'img'], /unterminated/],

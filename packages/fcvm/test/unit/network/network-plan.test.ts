@@ -21,7 +21,6 @@ import {
   parseResolvConf,
   proxyEnvironment,
 } from '../../../src/network/settings.js';
-import type { VmNetwork } from '../../../src/network/types.js';
 import { Registry } from '../../../src/state/registry.js';
 
 const tcp80 = { hostIp: '127.0.0.2', hostPort: 8080, guestPort: 80, protocol: 'tcp' as const };
@@ -103,9 +102,9 @@ describe('network decisions', () => {
   });
 
   test('health-check URL goes through the published port of its guest port', () => {
-    const network = { ports: [tcp80] } as unknown as VmNetwork;
-    assert.equal(publishedHealthUrl('http://localhost/health?x=1', network), 'http://127.0.0.2:8080/health?x=1');
-    assert.throws(() => publishedHealthUrl('http://localhost:81/', network), /guest port 81, which is not published/);
+    assert.equal(publishedHealthUrl('http://localhost/health?x=1', [tcp80]), 'http://127.0.0.2:8080/health?x=1');
+    assert.throws(() => publishedHealthUrl('http://localhost:81/', [tcp80]), /guest port 81, which is not published/);
+    assert.throws(() => publishedHealthUrl('http://localhost:53/', [udp53]), /guest port 53, which is not published/);
   });
 
   test('loopback addresses: the lowest one no live record holds', async () => {

@@ -4,13 +4,16 @@
  * TCP port for that guest port, at its host address.
  */
 import { FcvmError } from '../errors.js';
-import type { PublishedPort } from './types.js';
+import type { PublishedPort, VmNetwork } from './types.js';
 
-/** Throws the USAGE error before anything boots when the URL's guest port is not published. */
-export function publishedHealthUrl(
-  url: string,
-  ports: readonly (PublishedPort & { readonly hostIp: string })[],
-): string {
+type BoundPort = PublishedPort & { readonly hostIp: string };
+
+/**
+ * `via`: the VM's network once it exists, or the requested ports (with an assumed address) to
+ * refuse an unpublished guest port before anything boots.
+ */
+export function publishedHealthUrl(url: string, via: VmNetwork | null | readonly BoundPort[]): string {
+  const ports: readonly BoundPort[] = via === null ? [] : 'ports' in via ? via.ports : via;
   const parsed = new URL(url);
   const guestPort = parsed.port === '' ? 80 : Number(parsed.port);
   const port = ports.find((p) => p.protocol === 'tcp' && p.guestPort === guestPort);

@@ -163,7 +163,7 @@ async function bootAndRun(
     request.healthCheckUrl === null
       ? null
       : {
-          url: publishedHealthUrl(request.healthCheckUrl, launched.network?.ports ?? []),
+          url: publishedHealthUrl(request.healthCheckUrl, launched.network),
           timeoutMs: request.healthCheckTimeoutMs,
         };
   const io = sessionIo(request, env, () => monitorHealth(agent, env.registry, vmId, healthStop.signal, http));

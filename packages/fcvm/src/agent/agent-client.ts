@@ -26,7 +26,7 @@ import {
   Route,
   startHostChannel,
 } from '@fcvm/protocol';
-import { FcvmError } from '../errors.js';
+import { exitStatusOf, FcvmError, type FcvmErrorCode } from '../errors.js';
 import { log } from '../log.js';
 import { agentErrorFromBody, wireCodeOf } from './agent-error.js';
 import { runFrameSession } from './frame-session.js';
@@ -113,6 +113,25 @@ export class AgentClient {
   exec(spec: Omit<ExecSpec, 'terminal'>, io: SessionIo): Promise<ExitReport> {
     const full: ExecSpec = { ...spec, terminal: io.terminal?.size() ?? null };
     return runFrameSession(this.openFrameStream(Route.Exec), full, io);
+  }
+
+  /**
+   * A host route of the relay (agent-relay.ts): answered by the VM's owning fcvm process. Rethrows
+   * the owner's error with its code.
+   */
+  async hostRequest(path: string, body: unknown, timeoutMs: number): Promise<unknown> {
+    const answer = (await requestJson(this.session, 'POST', path, body, timeoutMs)) as {
+      ok?: boolean;
+      result?: unknown;
+      code?: string;
+      message?: string;
+    };
+    if (answer.ok === true) return answer.result;
+    const code = answer.code as FcvmErrorCode;
+    throw new FcvmError(
+      exitStatusOf(code) === undefined ? 'INTERNAL' : code,
+      answer.message ?? `The VM's fcvm process could not answer ${path}.`,
+    );
   }
 
   /** Tells the agent the host is done: it removes the container and powers the VM off. */

@@ -4,8 +4,9 @@
  * releases everything (vm/launch.ts registers each resource on the cleanup stack).
  */
 import { availableParallelism, totalmem } from 'node:os';
+import { basename, dirname } from 'node:path';
 import type { BootPlan, ExitReport } from '@fcvm/protocol';
-import { readHostNtpSources, type SessionIo, ttyTerminal } from '../agent/index.js';
+import { RelayHostRoute, readHostNtpSources, type SessionIo, ttyTerminal } from '../agent/index.js';
 import { type AssetPaths, ensureAssets, type ProgressListener } from '../assets/index.js';
 import { MAX_VCPUS } from '../cli/parse.js';
 import type { FcvmConfig } from '../config.js';
@@ -17,8 +18,9 @@ import { CleanupStack } from './cleanup-stack.js';
 import { monitorHealth } from './health-monitor.js';
 import { resolveImage } from './image-source.js';
 import { launchVm } from './launch.js';
-import { sweepLeftovers } from './leftovers.js';
+import { guestRamPath, sweepLeftovers } from './leftovers.js';
 import type { RunRequest } from './run-request.js';
+import { snapshotRoute } from './snapshot-create.js';
 
 export interface RunEnvironment {
   readonly dataDir: DataDir;
@@ -140,6 +142,31 @@ async function bootAndRun(
     ntpSources: readHostNtpSources(),
   };
   await agent.sendPlan(plan);
+  launched.relay.handleHostRoute(
+    RelayHostRoute.Snapshot,
+    snapshotRoute(env.dataDir, {
+      vm,
+      vmId,
+      vmName: request.name,
+      boot: launched.boot,
+      ramPath: guestRamPath(vmId, launched.vmDir),
+      vcpus: resolveVcpus(request.vcpus),
+      memoryMib: resolveMemoryMib(request.memoryMib),
+      hugepages: request.hugepages,
+      image: request.image,
+      container: {
+        command: plan.command === null ? null : [...plan.command],
+        env: { ...plan.env },
+        user: plan.user,
+        workdir: plan.workdir,
+        tty: plan.tty,
+        interactive: plan.interactive,
+      },
+      network: { mode: 'none', port_mappings: [] },
+      parent: null,
+      assets: { kernel: basename(dirname(launched.boot.kernelPath)), rootfs: basename(assets.rootfs) },
+    }),
+  );
   await env.registry.update(vmId, (record) => ({ ...record, status: 'running' }));
 
   const healthStop = new AbortController();

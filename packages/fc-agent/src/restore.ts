@@ -56,8 +56,9 @@ export interface RestoreContext {
   readonly identity: RestoreIdentity | null;
 }
 
+/** Timings use the monotonic clock: the first step moves the wall clock. */
 export async function runRestoreSequence(context: RestoreContext): Promise<void> {
-  const started = Date.now();
+  const started = performance.now();
   logLine('handling restore');
   await step('clock', () => resyncAfterRestore(context.hostTimeMs));
   const identity = context.identity;
@@ -70,23 +71,24 @@ export async function runRestoreSequence(context: RestoreContext): Promise<void>
   if (context.network !== null && context.network.kind !== 'none') {
     await step('stale connections', () => runCommand(killStaleConnectionsArgv()));
     for (const argv of announceArgvs(context.network)) {
-      const announced = Date.now();
+      const announced = performance.now();
       runCommand(argv, { timeoutMs: 5_000 }).then(
-        () => logLine(`restore step neighbour announcement done in ${Date.now() - announced} ms`),
+        () => logLine(`restore step neighbour announcement done in ${Math.round(performance.now() - announced)} ms`),
         (err: unknown) => logLine(`restore step neighbour announcement failed: ${describeError(err)}`),
       );
       logLine('restore step neighbour announcement started');
     }
   }
-  logLine(`restore complete in ${Date.now() - started} ms`);
+  logLine(`restore complete in ${Math.round(performance.now() - started)} ms`);
 }
 
 async function step(name: string, action: () => Promise<unknown>): Promise<void> {
-  const began = Date.now();
+  const began = performance.now();
+  const elapsed = (): number => Math.round(performance.now() - began);
   try {
     await action();
-    logLine(`restore step ${name}: ${Date.now() - began} ms`);
+    logLine(`restore step ${name}: ${elapsed()} ms`);
   } catch (err) {
-    logLine(`restore step ${name} failed after ${Date.now() - began} ms: ${describeError(err)}`);
+    logLine(`restore step ${name} failed after ${elapsed()} ms: ${describeError(err)}`);
   }
 }

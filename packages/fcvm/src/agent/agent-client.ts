@@ -23,6 +23,7 @@ import {
   PROTOCOL_VERSION,
   parseAgentStatus,
   parseHelloResponse,
+  type RestoreIdentity,
   Route,
   startHostChannel,
 } from '@fcvm/protocol';
@@ -37,6 +38,8 @@ export interface ConnectOptions {
   readonly token: string;
   /** 0 at cold boot; the host increases it with every restore of the VM. */
   readonly restoreEpoch?: number;
+  /** Entropy and identity for a restored VM's first hello (a clone). */
+  readonly restore?: RestoreIdentity;
   /** Defaults to PROTOCOL_VERSION; other values exist for tests of the mismatch path. */
   readonly protocolVersion?: number;
   /** Bounds the preamble and the hello each (default 30 s; a restore sequence runs inside the hello). */
@@ -74,6 +77,7 @@ export class AgentClient {
       token: options.token,
       hostTimeMs: Date.now(),
       restoreEpoch: options.restoreEpoch ?? 0,
+      ...(options.restore === undefined ? {} : { restore: options.restore }),
     };
     try {
       const body = await requestJson(session, 'POST', Route.Hello, request, timeoutMs);

@@ -6,12 +6,13 @@
 import { availableParallelism, totalmem } from 'node:os';
 import { basename, dirname } from 'node:path';
 import type { BootPlan, ExitReport } from '@fcvm/protocol';
-import { RelayHostRoute, readHostNtpSources, type SessionIo, ttyTerminal } from '../agent/index.js';
+import { type AgentClient, RelayHostRoute, readHostNtpSources, type SessionIo, ttyTerminal } from '../agent/index.js';
 import { type AssetPaths, ensureAssets, type ProgressListener } from '../assets/index.js';
 import { MAX_VCPUS } from '../cli/parse.js';
 import type { FcvmConfig } from '../config.js';
 import { type DataDir, ensureDataDir } from '../data-dir.js';
 import { FcvmError, notImplemented, usageError } from '../errors.js';
+import type { VmHandle } from '../hypervisor/types.js';
 import { log } from '../log.js';
 import type { Registry } from '../state/registry.js';
 import { CleanupStack } from './cleanup-stack.js';
@@ -67,24 +68,33 @@ export async function runContainer(request: RunRequest, env: RunEnvironment): Pr
     throw usageError(`A VM named ${request.name} is already running (fcvm pid ${clash.pid}); choose another --name.`);
   }
 
+  return inForeground(request.name, async (cleanup, signal) => {
+    const assets = await ensureAssets(env.dataDir, env.config, { onProgress: env.onSetupProgress, signal });
+    const exit = await bootAndRun(request, env, assets, cleanup, signal);
+    return exit.exitCode;
+  });
+}
+
+/**
+ * Runs `work` as the foreground life of VM `name`: SIGINT/SIGTERM/SIGHUP abort it (exit 128+signal)
+ * and the cleanup stack is released on every path. Shared by `podman run` and `snapshot run`.
+ */
+export async function inForeground(
+  name: string,
+  work: (cleanup: CleanupStack, signal: AbortSignal) => Promise<number>,
+): Promise<number> {
   const abort = new AbortController();
   let caughtSignal: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
-    if (caughtSignal === undefined) log.info(`${signal}: stopping VM ${request.name}`);
+    if (caughtSignal === undefined) log.info(`${signal}: stopping VM ${name}`);
     caughtSignal ??= signal;
     abort.abort(new FcvmError('INTERNAL', `interrupted by ${signal}`));
   };
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
-
   const cleanup = new CleanupStack();
   try {
-    const assets = await ensureAssets(env.dataDir, env.config, {
-      onProgress: env.onSetupProgress,
-      signal: abort.signal,
-    });
-    const exit = await bootAndRun(request, env, assets, cleanup, abort.signal);
-    return exit.exitCode;
+    return await work(cleanup, abort.signal);
   } catch (err) {
     if (caughtSignal !== undefined) return 128 + (SIGNAL_NUMBERS[caughtSignal] ?? 15);
     throw err;
@@ -169,9 +179,34 @@ async function bootAndRun(
   );
   await env.registry.update(vmId, (record) => ({ ...record, status: 'running' }));
 
+  return superviseContainer(launched, { tty: request.tty, interactive: request.interactive }, env, signal);
+}
+
+/** What superviseContainer needs of a started VM (a boot or a clone). */
+export interface SupervisedVm {
+  readonly vmId: string;
+  readonly vmDir: string;
+  readonly consoleLogPath: string;
+  readonly vm: VmHandle;
+  readonly agent: AgentClient;
+  readonly cleanup: CleanupStack;
+}
+
+/**
+ * The foreground part of a VM's life: attach to the container (its output to our stdout/stderr),
+ * keep health in the registry, and end with the container's exit report, the VMM's death or the
+ * signal; then record the exit and power the VM off.
+ */
+export async function superviseContainer(
+  launched: SupervisedVm,
+  options: { readonly tty: boolean; readonly interactive: boolean },
+  env: Pick<RunEnvironment, 'dataDir' | 'registry' | 'stdin' | 'stdout' | 'stderr'>,
+  signal: AbortSignal,
+): Promise<ExitReport> {
+  const { agent, vm, vmId, cleanup } = launched;
   const healthStop = new AbortController();
   cleanup.defer('stop the health monitor', () => healthStop.abort());
-  const io = sessionIo(request, env, () => monitorHealth(agent, env.registry, vmId, healthStop.signal));
+  const io = sessionIo(options, env, () => monitorHealth(agent, env.registry, vmId, healthStop.signal));
   const restoreTerminal = io.terminal !== null ? enterRawMode(env.stdin) : () => {};
   cleanup.defer('restore the terminal', restoreTerminal);
 
@@ -206,7 +241,11 @@ async function bootAndRun(
   return exit;
 }
 
-function sessionIo(request: RunRequest, env: RunEnvironment, onStarted: () => void): SessionIo {
+function sessionIo(
+  request: { readonly tty: boolean; readonly interactive: boolean },
+  env: Pick<RunEnvironment, 'stdin' | 'stdout' | 'stderr'>,
+  onStarted: () => void,
+): SessionIo {
   return {
     stdout: env.stdout,
     stderr: env.stderr,

@@ -9,12 +9,12 @@
  *   it answers) -> relay -> `--exec` command, or attach to the container until it exits.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { RelayHostRoute } from '../agent/index.js';
 import type { HypervisorChoice } from '../config.js';
 import { ensureDataDir } from '../data-dir.js';
-import { FcvmError, usageError } from '../errors.js';
+import { FcvmError, isFcvmError, usageError } from '../errors.js';
 import { decideTrackDirtyPages, logTrackDirtyPages } from '../hypervisor/policy.js';
 import type { DiskSpec, MemorySource, VmHandle } from '../hypervisor/types.js';
 import { log } from '../log.js';
@@ -71,7 +71,27 @@ function resolveSource(request: CloneRequest, env: RunEnvironment): ResolvedSour
     snapshot = request.source.snapshot;
   }
   const stored = loadSnapshot(env.dataDir, snapshot);
+  checkSnapshotFiles(snapshot, stored.dir, stored.metadata);
   return { snapshot, dir: stored.dir, metadata: stored.metadata, server };
+}
+
+/** Catches a truncated or swapped file before any VM resource exists. */
+function checkSnapshotFiles(snapshot: string, dir: string, metadata: SnapshotMetadata): void {
+  const memoryBytes = statSync(join(dir, metadata.files.memory)).size;
+  const expected = metadata.memory_mib * 1024 * 1024;
+  // An empty memory file means the RAM is inside the device-state stream (a snapshot of a clone).
+  const problem =
+    memoryBytes !== 0 && memoryBytes !== expected
+      ? `its memory file holds ${memoryBytes} bytes instead of ${expected}`
+      : statSync(join(dir, metadata.files.vmstate)).size === 0
+        ? 'its device state file is empty'
+        : null;
+  if (problem !== null) {
+    throw new FcvmError(
+      'STATE',
+      `Snapshot ${snapshot} is damaged (${problem}); delete it (fcvm snapshots delete ${snapshot}) and create it again.`,
+    );
+  }
 }
 
 export async function runClone(request: CloneRequest, env: RunEnvironment): Promise<number> {
@@ -195,32 +215,48 @@ async function restoreClone(
   logTrackDirtyPages(trackDirtyPages, vmId);
   const initrdPath = metadata.files.initrd === undefined ? null : join(source.dir, metadata.files.initrd);
   signal.throwIfAborted();
-  const vm = await hypervisor.restore(
-    {
-      vmId,
-      vmDir,
-      kernelPath,
-      initrdPath,
-      bootArgs: 'quiet',
-      vcpus: metadata.vcpus,
-      memoryMib: metadata.memory_mib,
-      hugepages: metadata.hugepages,
-      disks,
-      net: null,
-      netnsPath: null,
-      metadata: null,
-      consoleLogPath: prepared.consoleLogPath,
-      noSwap: request.noSwap,
-      vmstatePath: join(source.dir, metadata.files.vmstate),
-      memory,
-      trackDirtyPages,
-      resume: true,
-    },
-    signal,
+  const vm = await restoreOrExplain(source.snapshot, () =>
+    hypervisor.restore(
+      {
+        vmId,
+        vmDir,
+        kernelPath,
+        initrdPath,
+        bootArgs: 'quiet',
+        vcpus: metadata.vcpus,
+        memoryMib: metadata.memory_mib,
+        hugepages: metadata.hugepages,
+        disks,
+        net: null,
+        netnsPath: null,
+        metadata: null,
+        consoleLogPath: prepared.consoleLogPath,
+        noSwap: request.noSwap,
+        vmstatePath: join(source.dir, metadata.files.vmstate),
+        memory,
+        trackDirtyPages,
+        resume: true,
+      },
+      signal,
+    ),
   );
   await adoptVmm(env.registry, prepared, vm, cleanup);
   const token = readFileSync(join(source.dir, metadata.files.token ?? 'token'), 'utf8').trim();
   return { vm, boot: { hypervisor: hypervisor.kind, kernelPath, initrdPath, token, disks } };
+}
+
+/** A VMM that cannot load the state most often means damaged snapshot files: say so. */
+async function restoreOrExplain(snapshot: string, restore: () => Promise<VmHandle>): Promise<VmHandle> {
+  try {
+    return await restore();
+  } catch (err) {
+    if (!isFcvmError(err) || err.code !== 'HYPERVISOR') throw err;
+    throw new FcvmError(
+      'HYPERVISOR',
+      `Could not restore snapshot ${snapshot}: ${err.message} If the snapshot files were changed or truncated, delete it (fcvm snapshots delete ${snapshot}) and create it again.`,
+      { cause: err },
+    );
+  }
 }
 
 function memorySource(source: ResolvedSource, env: RunEnvironment, uffd: boolean, kind: string): MemorySource {

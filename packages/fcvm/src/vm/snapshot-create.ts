@@ -29,7 +29,7 @@ import { sweepLeftovers } from './leftovers.js';
 const MIB = 1024 * 1024;
 /** Writing memory of a large VM to a slow disk takes minutes; the CLI waits that long for the owner. */
 const CREATE_TIMEOUT_MS = 15 * 60_000;
-/** Device state is small, but a clone's snapshot carries its RAM in the stream: budget for it. */
+/** Device state is small (under 1 MiB); the rest is slack. */
 const VMSTATE_RESERVE_BYTES = 64 * MIB;
 const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$/;
 
@@ -176,7 +176,9 @@ function writeRest(
 function checkFreeSpace(dataDir: DataDir, source: SnapshotSource, name: string): void {
   const allocated = (path: string | null | undefined): number =>
     path !== null && path !== undefined && existsSync(path) ? statSync(path).blocks * 512 : 0;
-  const needed = allocated(source.ramPath) + allocated(source.boot.disks[0]?.path) + VMSTATE_RESERVE_BYTES;
+  // Without a RAM file (a clone maps its snapshot privately) the guest's RAM travels in the state stream.
+  const memory = source.ramPath === null ? source.memoryMib * MIB : allocated(source.ramPath);
+  const needed = memory + allocated(source.boot.disks[0]?.path) + VMSTATE_RESERVE_BYTES;
   const fs = statfsSync(dataDir.snapshots);
   const free = fs.bavail * fs.bsize;
   if (free < needed) {

@@ -109,7 +109,7 @@ export async function runClone(request: CloneRequest, env: RunEnvironment): Prom
   if (clash) throw usageError(`A VM named ${name} is already running (fcvm pid ${clash.pid}); choose another --name.`);
 
   return inForeground(name, async (cleanup, signal) => {
-    const started = Date.now();
+    const timer = new StepTimer();
     const prepared = await prepareVm(
       env,
       {
@@ -130,8 +130,8 @@ export async function runClone(request: CloneRequest, env: RunEnvironment): Prom
       },
       cleanup,
     );
-    const { vm, boot } = await restoreClone(request, source, prepared, env, cleanup, signal);
-    const restoredAt = Date.now();
+    timer.lap('prepare');
+    const { vm, boot } = await restoreClone(request, source, prepared, env, cleanup, signal, timer);
     const { agent, relay } = await connectAndRelay(
       vm,
       prepared.vmDir,
@@ -144,9 +144,8 @@ export async function runClone(request: CloneRequest, env: RunEnvironment): Prom
       cleanup,
       signal,
     );
-    log.info(
-      `clone ${name} (${prepared.vmId}) of snapshot ${source.snapshot} is up in ${Date.now() - started} ms (VMM restore ${restoredAt - started} ms, agent restore + hello ${Date.now() - restoredAt} ms)`,
-    );
+    timer.lap('agent restore + hello + relay');
+    log.info(`clone ${name} (${prepared.vmId}) of snapshot ${source.snapshot} is up: ${timer.summary()}`);
     relay.handleHostRoute(
       RelayHostRoute.Snapshot,
       snapshotRoute(env.dataDir, {
@@ -181,6 +180,7 @@ async function restoreClone(
   env: RunEnvironment,
   cleanup: CleanupStack,
   signal: AbortSignal,
+  timer: StepTimer,
 ): Promise<{ vm: VmHandle; boot: BootFacts }> {
   const { metadata } = source;
   const { hypervisor, vmId, vmDir } = prepared;
@@ -202,6 +202,7 @@ async function restoreClone(
     join(vmDir, qcow2 ? 'rootfs.qcow2' : 'rootfs.raw'),
     { qcow2, baseFormat: metadata.disk_format },
   );
+  timer.lap('disk');
   const disks: DiskSpec[] = [
     { id: 'rootfs', path: rootDisk.path, readOnly: false, format: rootDisk.format },
     ...metadata.extra_disks.map((disk) => ({ id: disk.id, path: disk.path, readOnly: true, format: 'raw' as const })),
@@ -241,6 +242,7 @@ async function restoreClone(
     ),
   );
   await adoptVmm(env.registry, prepared, vm, cleanup);
+  timer.lap('VMM restore');
   const token = readFileSync(join(source.dir, metadata.files.token ?? 'token'), 'utf8').trim();
   return { vm, boot: { hypervisor: hypervisor.kind, kernelPath, initrdPath, token, disks } };
 }
@@ -290,4 +292,21 @@ async function execOnce(
     log.debug(`poweroff request: ${(err as Error).message}`);
   }
   return exit.exitCode;
+}
+
+/** Durations of the orchestration steps, for the info line `bench:clone` reads. */
+class StepTimer {
+  private readonly started = performance.now();
+  private last = this.started;
+  private readonly laps: string[] = [];
+
+  lap(step: string): void {
+    const now = performance.now();
+    this.laps.push(`${step} ${Math.round(now - this.last)} ms`);
+    this.last = now;
+  }
+
+  summary(): string {
+    return `${Math.round(this.last - this.started)} ms (${this.laps.join(', ')})`;
+  }
 }

@@ -150,7 +150,13 @@ describe('fcvm snapshot create / serve / run (qemu)', () => {
   test('clock: a snapshot at least 10 s old restores with the wall clock within 1 s of the host', async () => {
     // The condition is the snapshot's age, not a synchronisation: wait until it holds.
     while (Date.now() - snapshotCreatedAt < 10_000) await new Promise((r) => setTimeout(r, 200));
-    await withClone('clock', [], async () => {
+    await withClone('clock', [], async (record) => {
+      // The agent ran the whole restore sequence, each step timed, before the clone was served.
+      const console_ = readFileSync(join(t.dataDir, 'vms', record.vm_id, 'console.log'), 'utf8');
+      for (const step of ['clock', 'rng reseed', 'hostname']) {
+        assert.match(console_, new RegExp(`fc-agent: restore step ${step}: \\d+ ms`), step);
+      }
+      assert.match(console_, /fc-agent: restore complete in \d+ ms/);
       const before = Date.now();
       // The guest OS's date (coreutils has %N; the container's busybox does not): the clock the agent set.
       const out = fcvmSync(['exec', '--name', 'clock', '--vm', '--', 'date', '+%s%N'], t.env);

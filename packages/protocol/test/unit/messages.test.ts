@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type BootPlan, MessageValidationError, parseBootPlan, parseExecSpec, parseHelloRequest } from '../../src/index.js';
+import {
+  type BootPlan,
+  MessageValidationError,
+  parseBootPlan,
+  parseExecSpec,
+  parseHelloRequest,
+} from '../../src/index.js';
 
 const plan: BootPlan = {
   hostname: 'web',

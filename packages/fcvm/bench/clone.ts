@@ -47,6 +47,8 @@ function start(args: readonly string[]): Started {
     child.once('close', () => reject(new Error(`fcvm ${args.join(' ')} ended before output: ${err}`)));
   });
   child.stdout.resume();
+  // Awaited only for the first two; a clone of the memory part that fails shows in waitHealthy.
+  firstOutputMs.catch(() => undefined);
   return { child, firstOutputMs, stderr: () => err };
 }
 

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { join } from 'node:path';
 import type { DataDir } from '../data-dir.js';
 import { errnoCode, FcvmError } from '../errors.js';
-import { lockFile } from '../sys/flock.js';
+import { lockFile, tryLockFile } from '../sys/flock.js';
 import { SNAPSHOT_METADATA_FILE, type SnapshotMetadata, SnapshotMetadataSchema } from './metadata.js';
 
 export interface StoredSnapshot {
@@ -65,8 +65,49 @@ export function listSnapshots(dir: DataDir): StoredSnapshot[] {
     .filter((s): s is StoredSnapshot => s !== undefined);
 }
 
+/**
+ * Snapshots taken of clones of `name`: their disks are qcow2 overlays whose backing file is `name`'s
+ * disk, so `name` must neither be deleted nor replaced while they exist.
+ */
+export function childrenOf(dir: DataDir, name: string): string[] {
+  return listSnapshots(dir)
+    .filter((s) => s.metadata?.parent === name)
+    .map((s) => s.name);
+}
+
+export function refuseIfParent(dir: DataDir, name: string, action: string): void {
+  const children = childrenOf(dir, name);
+  if (children.length > 0) {
+    throw new FcvmError(
+      'USAGE',
+      `Cannot ${action} snapshot ${name}: snapshot(s) ${children.join(', ')} were taken from its clones and use its disk; delete them first.`,
+    );
+  }
+}
+
+/** Removes `NAME.creating` directories whose create died (nobody holds the name's lock). */
+export function sweepAbandonedCreates(dir: DataDir): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(dir.snapshots);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return;
+    throw err;
+  }
+  for (const entry of entries.filter((e) => e.endsWith('.creating'))) {
+    const lock = tryLockFile(join(dir.snapshots, `.${entry.slice(0, -'.creating'.length)}.lock`));
+    if (lock === undefined) continue;
+    try {
+      rmSync(join(dir.snapshots, entry), { recursive: true, force: true });
+    } finally {
+      lock.release();
+    }
+  }
+}
+
 export function deleteSnapshot(dir: DataDir, name: string): void {
   if (!existsSync(dir.snapshotDir(name))) throw new FcvmError('NOT_FOUND', `There is no snapshot named ${name}.`);
+  refuseIfParent(dir, name, 'delete');
   rmSync(dir.snapshotDir(name), { recursive: true, force: true });
 }
 

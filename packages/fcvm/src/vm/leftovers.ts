@@ -9,6 +9,7 @@ import { sweepStaleSwapScopes } from '../cgroup/swap-scope.js';
 import type { DataDir } from '../data-dir.js';
 import { errnoCode } from '../errors.js';
 import { log } from '../log.js';
+import { sweepAbandonedCreates } from '../snapshot/store.js';
 import type { VmRecord } from '../state/record.js';
 import type { Registry } from '../state/registry.js';
 import { isSameProcessAlive } from '../util/proc.js';
@@ -44,6 +45,7 @@ export function releaseLeftovers(record: VmRecord, dir: DataDir): void {
 
 /** Sweeps stale registry records and releases what their owners left. */
 export async function sweepLeftovers(registry: Registry, dir: DataDir): Promise<void> {
+  sweepAbandonedCreates(dir);
   const stale = await registry.sweep();
   for (const record of stale) releaseLeftovers(record, dir);
   if (stale.length > 0) await sweepStaleSwapScopes();

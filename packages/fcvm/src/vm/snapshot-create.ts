@@ -19,7 +19,13 @@ import { FcvmError, usageError } from '../errors.js';
 import type { VmHandle } from '../hypervisor/types.js';
 import { log } from '../log.js';
 import type { SnapshotMetadata } from '../snapshot/metadata.js';
-import { creatingDir, publishSnapshot, withSnapshotLock, writeSnapshotMetadata } from '../snapshot/store.js';
+import {
+  creatingDir,
+  publishSnapshot,
+  refuseIfParent,
+  withSnapshotLock,
+  writeSnapshotMetadata,
+} from '../snapshot/store.js';
 import type { VmRecord } from '../state/record.js';
 import type { Registry } from '../state/registry.js';
 import { copyDiskForSnapshot } from './disk.js';
@@ -78,6 +84,7 @@ export async function createSnapshot(
     const work = creatingDir(dataDir, name);
     // Left by a create that died while holding this lock; we hold it now, so nobody is writing it.
     rmSync(work, { recursive: true, force: true });
+    refuseIfParent(dataDir, name, 'replace');
     mkdirSync(work, { mode: 0o700 });
     try {
       const started = Date.now();

@@ -1,14 +1,18 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { dataDir } from '../../../src/data-dir.js';
 import { isFcvmError } from '../../../src/errors.js';
 import type { SnapshotMetadata } from '../../../src/snapshot/metadata.js';
 import {
+  childrenOf,
   creatingDir,
+  deleteSnapshot,
   loadSnapshot,
   publishSnapshot,
+  refuseIfParent,
+  sweepAbandonedCreates,
   withSnapshotLock,
   writeSnapshotMetadata,
 } from '../../../src/snapshot/store.js';
@@ -76,6 +80,31 @@ describe('snapshot store: publish, load, lock', () => {
     publishSnapshot(dir, 'partial');
     rmSync(join(dir.snapshotDir('partial'), 'disk.qcow2'));
     fails('partial', 'STATE', /is incomplete/);
+  });
+
+  test("a snapshot whose clones' snapshots use its disk can be neither deleted nor replaced", () => {
+    stage(dir, 'parent', 'p');
+    publishSnapshot(dir, 'parent');
+    const work = creatingDir(dir, 'child');
+    mkdirSync(work, { recursive: true });
+    for (const file of ['memory.bin', 'vmstate.bin', 'disk.qcow2']) writeFileSync(join(work, file), 'c');
+    writeSnapshotMetadata(work, { ...metadata('child', 'c'), parent: 'parent' });
+    publishSnapshot(dir, 'child');
+    assert.deepEqual(childrenOf(dir, 'parent'), ['child']);
+    assert.throws(() => deleteSnapshot(dir, 'parent'), /snapshot\(s\) child were taken from its clones/);
+    assert.throws(() => refuseIfParent(dir, 'parent', 'replace'), /Cannot replace snapshot parent/);
+    deleteSnapshot(dir, 'child');
+    deleteSnapshot(dir, 'parent');
+  });
+
+  test('an abandoned NAME.creating (no lock holder) is swept; one being written is not', async () => {
+    mkdirSync(creatingDir(dir, 'dead'), { recursive: true });
+    mkdirSync(creatingDir(dir, 'busy'), { recursive: true });
+    await withSnapshotLock(dir, 'busy', async () => {
+      sweepAbandonedCreates(dir);
+      assert.equal(existsSync(creatingDir(dir, 'dead')), false);
+      assert.equal(existsSync(creatingDir(dir, 'busy')), true);
+    });
   });
 
   test('creates of one name run one after the other', async () => {

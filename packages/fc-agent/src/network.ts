@@ -27,6 +27,12 @@ export async function configureNetwork(network: NetworkPlan): Promise<void> {
   if (network.kind === 'none') return;
   for (const argv of networkArgvs(network)) await runCommand(argv);
   if (network.dnsServers.length > 0) await writeFile('/etc/resolv.conf', resolvConf(network));
+  // Announce ourselves: the host side (pasta) learns the guest's MAC from its first frame, and a
+  // server that only answers would otherwise never send one before its first client arrives.
+  const address = ownAddress(network);
+  if (address !== null) {
+    await runCommand(['arping', '-c', '1', '-U', '-I', network.device, address], { allowFailure: true });
+  }
 }
 
 /** The guest's own IPv4 address without the prefix length, for gratuitous ARP. */

@@ -45,6 +45,15 @@ const ConfigSchema = z
       .object({ binary: z.string().min(1).optional() })
       .strict()
       .default({}),
+    network: z
+      .object({
+        /** The guest's DNS servers; default the host's non-loopback resolvers. FCVM_DNS wins. */
+        dns: z.array(z.string().min(1)).optional(),
+        /** The guest's NTP servers; default the host's chrony sources. FCVM_NTP wins. */
+        ntp: z.array(z.string().min(1)).optional(),
+      })
+      .strict()
+      .default({}),
   })
   .strict();
 

@@ -22,6 +22,10 @@ export type FcvmErrorCode =
   | 'STATE'
   /** The guest agent refused a request, or the channel to it broke or spoke another protocol. */
   | 'AGENT'
+  /** Setting up or tearing down a VM's network failed (namespace, pasta, links, nftables). */
+  | 'NETWORK'
+  /** A port given to --publish is already taken on its host address. */
+  | 'PORT_IN_USE'
   | 'INTERNAL';
 
 const EXIT_STATUS: Record<FcvmErrorCode, number> = {
@@ -36,6 +40,8 @@ const EXIT_STATUS: Record<FcvmErrorCode, number> = {
   HYPERVISOR: 1,
   STATE: 1,
   AGENT: 1,
+  NETWORK: 1,
+  PORT_IN_USE: 2,
   INTERNAL: 1,
 };
 

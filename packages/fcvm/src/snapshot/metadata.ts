@@ -42,8 +42,10 @@ export const SnapshotMetadataSchema = z.looseObject({
     .looseObject({
       mode: z.enum(['none', 'rootless', 'bridged', 'routed']).default('none'),
       port_mappings: z.array(z.record(z.string(), z.unknown())).default([]),
+      /** The guest's side, which a clone keeps: eth0's address (CIDR), gateway and MAC. */
+      guest: z.looseObject({ address: z.string(), gateway: z.string(), mac: z.string() }).nullable().default(null),
     })
-    .default(() => ({ mode: 'none' as const, port_mappings: [] })),
+    .default(() => ({ mode: 'none' as const, port_mappings: [], guest: null })),
   /** The kernel the VM booted: clones start the VMM with it (asset names carry their content hash). */
   kernel_path: z.string().nullable().default(null),
   /** Asset file names (content-addressed) of the kernel and the root disk base, for provenance. */

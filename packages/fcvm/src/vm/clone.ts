@@ -18,12 +18,13 @@ import { FcvmError, isFcvmError, usageError } from '../errors.js';
 import { decideTrackDirtyPages, logTrackDirtyPages } from '../hypervisor/policy.js';
 import type { DiskSpec, MemorySource, VmHandle } from '../hypervisor/types.js';
 import { log } from '../log.js';
+import { guestDnsServers, type VmNetwork } from '../network/index.js';
 import type { SnapshotMetadata } from '../snapshot/metadata.js';
 import { loadSnapshot } from '../snapshot/store.js';
 import type { VmRecord } from '../state/record.js';
 import type { CleanupStack } from './cleanup-stack.js';
 import { createCowDisk } from './disk.js';
-import { adoptVmm, type BootFacts, connectAndRelay, type PreparedVm, prepareVm } from './launch.js';
+import { adoptVmm, attachNetwork, type BootFacts, connectAndRelay, type PreparedVm, prepareVm } from './launch.js';
 import { sweepLeftovers } from './leftovers.js';
 import { inForeground, type RunEnvironment, superviseContainer } from './run.js';
 import { snapshotRoute } from './snapshot-create.js';
@@ -169,7 +170,7 @@ export async function runClone(request: CloneRequest, env: RunEnvironment): Prom
     await env.registry.update(prepared.vmId, (record) => ({ ...record, status: 'running', health_status: 'healthy' }));
     const launched = { ...prepared, vm, agent, cleanup };
     if (request.exec !== null) return execOnce(launched, request.exec, env);
-    const exit = await superviseContainer(launched, metadata.container, env, signal);
+    const exit = await superviseContainer(launched, { ...metadata.container, http: null }, env, signal);
     return exit.exitCode;
   });
 }
@@ -205,6 +206,8 @@ async function restoreClone(
     { qcow2, baseFormat: metadata.disk_format },
   );
   timer.lap('disk');
+  const network = await cloneNetwork(source, prepared, env, cleanup);
+  timer.lap('network');
   const disks: DiskSpec[] = [
     { id: 'rootfs', path: rootDisk.path, readOnly: false, format: rootDisk.format },
     ...metadata.extra_disks.map((disk) => ({ id: disk.id, path: disk.path, readOnly: true, format: 'raw' as const })),
@@ -247,6 +250,34 @@ async function restoreClone(
   timer.lap('VMM restore');
   const token = readFileSync(join(source.dir, metadata.files.token ?? 'token'), 'utf8').trim();
   return { vm, boot: { hypervisor: hypervisor.kind, kernelPath, initrdPath, token, disks } };
+}
+
+/**
+ * The snapshot's network mode around the snapshot's guest identity (same address, gateway and MAC
+ * inside the clone's own namespace), with a new host side: rootless gets its own loopback address
+ * and the snapshot's published ports on it.
+ */
+async function cloneNetwork(
+  source: ResolvedSource,
+  prepared: PreparedVm,
+  env: RunEnvironment,
+  cleanup: CleanupStack,
+): Promise<VmNetwork | null> {
+  const { network } = source.metadata;
+  if (network.mode === 'none' || network.guest === null) return null;
+  const publish = network.port_mappings.map((port) => ({
+    hostIp: null,
+    hostPort: Number(port.host_port),
+    guestPort: Number(port.guest_port),
+    protocol: port.protocol === 'udp' ? ('udp' as const) : ('tcp' as const),
+  }));
+  return attachNetwork(
+    env.registry,
+    prepared.vmId,
+    prepared.vmDir,
+    { mode: network.mode, publish, dnsServers: guestDnsServers(env.config), clone: network.guest },
+    cleanup,
+  );
 }
 
 /** A VMM that cannot load the state most often means damaged snapshot files: say so. */

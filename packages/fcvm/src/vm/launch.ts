@@ -4,6 +4,7 @@
  * exists, so a failure at any step (or a signal) releases exactly what was acquired.
  *
  *   prepareVm:       VM dir -> registry record
+ *   attachNetwork:   network (namespace, tap, pasta; network/), a clone keeping its guest identity
  *   launchVm only:   CoW root disk -> per-VM initrd (agent + token) -> VMM boot
  *   adoptVmm:        VMM in the registry, stopped on cleanup
  *   connectAndRelay: agent session (hello) -> relay socket for `fcvm exec` and `snapshot create`
@@ -21,6 +22,7 @@ import { FcvmError } from '../errors.js';
 import { selectHypervisor } from '../hypervisor/select.js';
 import type { DiskSpec, Hypervisor, HypervisorKind, VmHandle } from '../hypervisor/types.js';
 import { log } from '../log.js';
+import { type NetworkRequest, setupNetwork, type VmNetwork } from '../network/index.js';
 import { newVmId, type VmRecordInput } from '../state/record.js';
 import type { Registry } from '../state/registry.js';
 import { processStartTime } from '../util/proc.js';
@@ -40,6 +42,8 @@ export interface LaunchOptions {
   readonly extraDisks: readonly Omit<DiskSpec, 'format'>[];
   /** Fields of the registry record's `config` (image, labels, tty, ...). */
   readonly recordConfig: NonNullable<VmRecordInput['config']>;
+  /** The VM's network (network/index.ts), or null for none. */
+  readonly network: Omit<NetworkRequest, 'vmId' | 'registry'> | null;
 }
 
 export interface LaunchedVm {
@@ -49,6 +53,7 @@ export interface LaunchedVm {
   readonly vm: VmHandle;
   readonly agent: AgentClient;
   readonly relay: AgentRelay;
+  readonly network: VmNetwork | null;
   /** Releases everything above in reverse order; idempotent. */
   readonly cleanup: CleanupStack;
   /** How the VM was started: what a snapshot of it needs (vm/snapshot-create.ts). */
@@ -132,7 +137,10 @@ export async function adoptVmm(
   });
   await registry.update(prepared.vmId, (record) => ({
     ...record,
-    children: [{ pid: vm.pid, start_time: processStartTime(vm.pid) ?? 0, role: prepared.hypervisor.kind }],
+    children: [
+      ...record.children,
+      { pid: vm.pid, start_time: processStartTime(vm.pid) ?? 0, role: prepared.hypervisor.kind },
+    ],
   }));
 }
 
@@ -173,6 +181,8 @@ export async function launchVm(
   }
   const prepared = await prepareVm(env, options, cleanup);
   const { vmId, vmDir, consoleLogPath, hypervisor } = prepared;
+  const network =
+    options.network === null ? null : await attachNetwork(registry, vmId, vmDir, options.network, cleanup);
 
   const qcow2 = hypervisor.capabilities.diskFormats.includes('qcow2');
   const rootDisk = await createCowDisk(assets.rootfs, join(vmDir, qcow2 ? 'rootfs.qcow2' : 'rootfs.raw'), { qcow2 });
@@ -207,9 +217,9 @@ export async function launchVm(
       hugepages: options.hugepages,
       trackDirtyPages: true,
       disks,
-      net: null,
+      net: network?.tap ?? null,
       memoryFilePath: ramPath,
-      netnsPath: null,
+      netnsPath: network?.netnsPath ?? null,
       metadata: null,
       consoleLogPath,
       noSwap: options.noSwap,
@@ -226,9 +236,37 @@ export async function launchVm(
     vm,
     agent,
     relay,
+    network,
     cleanup,
     boot: { hypervisor: hypervisor.kind, kernelPath, initrdPath, token, disks },
   };
+}
+
+/** The network's release goes on the stack at once; its helpers and addresses go into the record. */
+export async function attachNetwork(
+  registry: Registry,
+  vmId: string,
+  vmDir: string,
+  request: Omit<NetworkRequest, 'vmId' | 'registry'>,
+  cleanup: CleanupStack,
+): Promise<VmNetwork> {
+  const network = await setupNetwork({ ...request, vmId, registry }, vmDir);
+  cleanup.defer('release the network', () => network.release());
+  await registry.update(vmId, (record) => ({
+    ...record,
+    children: [...record.children, ...network.helpers.map((helper) => ({ ...helper }))],
+    config: {
+      ...record.config,
+      network: { ...record.config.network, ...network.record },
+      port_mappings: network.ports.map((port) => ({
+        host_ip: port.hostIp,
+        host_port: port.hostPort,
+        guest_port: port.guestPort,
+        protocol: port.protocol,
+      })),
+    },
+  }));
+  return network;
 }
 
 /** The guest needs seconds to boot and start the agent: retry until it answers, the VM dies, or time runs out. */

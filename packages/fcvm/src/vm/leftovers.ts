@@ -1,6 +1,7 @@
 /**
  * Releases what fcvm processes that died without cleaning up (SIGKILL, crash, power loss) left
- * behind: helper processes, VM directories, guest RAM files, cgroup scopes. Every command that looks
+ * behind: helper processes, VM directories, guest RAM files, cgroup scopes, bridged namespaces and
+ * nftables tables (a rootless network dies with its holder process). Every command that looks
  * at the registry calls `sweepLeftovers` first. Every step tolerates "already gone" and carries on.
  */
 import { existsSync, rmSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { sweepStaleSwapScopes } from '../cgroup/swap-scope.js';
 import type { DataDir } from '../data-dir.js';
 import { errnoCode } from '../errors.js';
 import { log } from '../log.js';
+import { releaseNetworkLeftovers } from '../network/index.js';
 import { sweepAbandonedCreates } from '../snapshot/store.js';
 import type { VmRecord } from '../state/record.js';
 import type { Registry } from '../state/registry.js';
@@ -47,6 +49,9 @@ export function releaseLeftovers(record: VmRecord, dir: DataDir): void {
 export async function sweepLeftovers(registry: Registry, dir: DataDir): Promise<void> {
   sweepAbandonedCreates(dir);
   const stale = await registry.sweep();
-  for (const record of stale) releaseLeftovers(record, dir);
+  for (const record of stale) {
+    releaseLeftovers(record, dir);
+    await releaseNetworkLeftovers(record);
+  }
   if (stale.length > 0) await sweepStaleSwapScopes();
 }

@@ -16,6 +16,8 @@ export interface RunRequest {
   readonly volumes: readonly VolumeMapping[];
   readonly network: NetworkMode;
   readonly healthCheckUrl: string | null;
+  /** How long one answer to the health-check URL may take. */
+  readonly healthCheckTimeoutMs: number;
   readonly user: string | null;
   readonly interactive: boolean;
   readonly tty: boolean;

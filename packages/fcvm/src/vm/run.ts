@@ -6,7 +6,7 @@
 import { availableParallelism, totalmem } from 'node:os';
 import { basename, dirname } from 'node:path';
 import type { BootPlan, ExitReport } from '@fcvm/protocol';
-import { type AgentClient, RelayHostRoute, readHostNtpSources, type SessionIo, ttyTerminal } from '../agent/index.js';
+import { type AgentClient, RelayHostRoute, type SessionIo, ttyTerminal } from '../agent/index.js';
 import { type AssetPaths, ensureAssets, type ProgressListener } from '../assets/index.js';
 import { MAX_VCPUS } from '../cli/parse.js';
 import type { FcvmConfig } from '../config.js';
@@ -14,14 +14,21 @@ import { type DataDir, ensureDataDir } from '../data-dir.js';
 import { FcvmError, notImplemented, usageError } from '../errors.js';
 import type { VmHandle } from '../hypervisor/types.js';
 import { log } from '../log.js';
+import {
+  guestDnsServers,
+  guestNtpSources,
+  proxyEnvironment,
+  publishedHealthUrl,
+  type VmNetwork,
+} from '../network/index.js';
 import type { Registry } from '../state/registry.js';
 import { CleanupStack } from './cleanup-stack.js';
-import { monitorHealth } from './health-monitor.js';
+import { type HttpHealthCheck, monitorHealth } from './health-monitor.js';
 import { resolveImage } from './image-source.js';
 import { launchVm } from './launch.js';
 import { guestRamPath, sweepLeftovers } from './leftovers.js';
 import type { RunRequest } from './run-request.js';
-import { snapshotRoute } from './snapshot-create.js';
+import { type SnapshotSource, snapshotRoute } from './snapshot-create.js';
 
 export interface RunEnvironment {
   readonly dataDir: DataDir;
@@ -38,10 +45,7 @@ const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIG
 
 /** Flags whose capability has not landed: refuse them instead of ignoring them. */
 function refuseUnsupported(request: RunRequest): void {
-  if (request.publish.length > 0) throw notImplemented('Publishing ports (--publish)');
   if (request.volumes.length > 0) throw notImplemented('Sharing host directories (--map)');
-  if (request.healthCheckUrl !== null) throw notImplemented('HTTP health checks (--health-check)');
-  if (request.network !== 'rootless') throw notImplemented(`--network ${request.network}`);
   if (request.privileged) throw notImplemented('Privileged containers (--privileged)');
   if (request.rootfsSizeBytes !== null) throw notImplemented('Growing the root disk (--rootfs-size)');
 }
@@ -123,6 +127,7 @@ async function bootAndRun(
       hypervisor: request.hypervisor,
       kernelPath: request.kernelPath,
       extraDisks: image.archivePath === null ? [] : [{ id: 'image', path: image.archivePath, readOnly: true }],
+      network: { mode: request.network, publish: request.publish, dnsServers: guestDnsServers(env.config) },
       recordConfig: {
         image: request.image,
         labels: request.labels,
@@ -130,6 +135,7 @@ async function bootAndRun(
         interactive: request.interactive,
         user: request.user,
         process_type: 'vm',
+        health_check_url: request.healthCheckUrl,
       },
     },
     cleanup,
@@ -142,14 +148,15 @@ async function bootAndRun(
     image: image.source,
     imageReference: image.reference,
     command: request.command.length > 0 ? [...request.command] : null,
-    env: Object.fromEntries(request.env),
+    // The host's proxy settings reach the container unless --env overrides them.
+    env: { ...proxyEnvironment(), ...Object.fromEntries(request.env) },
     user: request.user,
     workdir: null,
     tty: request.tty,
     interactive: request.interactive,
-    network: { kind: 'none' },
+    network: launched.network?.plan ?? { kind: 'none' },
     hostTimeMs: Date.now(),
-    ntpSources: readHostNtpSources(),
+    ntpSources: guestNtpSources(env.config),
   };
   await agent.sendPlan(plan);
   launched.relay.handleHostRoute(
@@ -172,14 +179,33 @@ async function bootAndRun(
         tty: plan.tty,
         interactive: plan.interactive,
       },
-      network: { mode: 'none', port_mappings: [] },
+      network: snapshotNetwork(launched.network),
       parent: null,
       assets: { kernel: basename(dirname(launched.boot.kernelPath)), rootfs: basename(assets.rootfs) },
     }),
   );
   await env.registry.update(vmId, (record) => ({ ...record, status: 'running' }));
 
-  return superviseContainer(launched, { tty: request.tty, interactive: request.interactive }, env, signal);
+  const http =
+    request.healthCheckUrl === null
+      ? null
+      : { url: publishedHealthUrl(request.healthCheckUrl, launched.network), timeoutMs: request.healthCheckTimeoutMs };
+  return superviseContainer(launched, { tty: request.tty, interactive: request.interactive, http }, env, signal);
+}
+
+/** What a clone needs to rebuild this VM's network: the mode, the ports, the guest's own identity. */
+function snapshotNetwork(network: VmNetwork | null): SnapshotSource['network'] {
+  if (network === null || network.plan.kind !== 'static') return { mode: 'none', port_mappings: [], guest: null };
+  return {
+    mode: network.mode,
+    port_mappings: network.ports.map((port) => ({
+      host_ip: port.hostIp,
+      host_port: port.hostPort,
+      guest_port: port.guestPort,
+      protocol: port.protocol,
+    })),
+    guest: { address: network.plan.address, gateway: network.plan.gateway, mac: network.tap.guestMac },
+  };
 }
 
 /** What superviseContainer needs of a started VM (a boot or a clone). */
@@ -199,14 +225,14 @@ export interface SupervisedVm {
  */
 export async function superviseContainer(
   launched: SupervisedVm,
-  options: { readonly tty: boolean; readonly interactive: boolean },
+  options: { readonly tty: boolean; readonly interactive: boolean; readonly http: HttpHealthCheck | null },
   env: Pick<RunEnvironment, 'dataDir' | 'registry' | 'stdin' | 'stdout' | 'stderr'>,
   signal: AbortSignal,
 ): Promise<ExitReport> {
   const { agent, vm, vmId, cleanup } = launched;
   const healthStop = new AbortController();
   cleanup.defer('stop the health monitor', () => healthStop.abort());
-  const io = sessionIo(options, env, () => monitorHealth(agent, env.registry, vmId, healthStop.signal));
+  const io = sessionIo(options, env, () => monitorHealth(agent, env.registry, vmId, healthStop.signal, options.http));
   const restoreTerminal = io.terminal !== null ? enterRawMode(env.stdin) : () => {};
   cleanup.defer('restore the terminal', restoreTerminal);
 

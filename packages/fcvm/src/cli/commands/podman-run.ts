@@ -34,6 +34,7 @@ interface RawOptions {
   map?: VolumeMapping[];
   network: NetworkMode;
   healthCheck?: string;
+  healthCheckTimeout: number;
   user?: string;
   cmd?: string;
   interactive?: boolean;
@@ -80,7 +81,12 @@ export function podmanRunCommand(getContext: () => CliContext): Command {
         .choices(NETWORK_MODES)
         .default('rootless'),
     )
-    .option('--health-check <url>', 'HTTP URL that must answer 2xx for the VM to count as healthy', parseUrl)
+    .option(
+      '--health-check <url>',
+      'guest HTTP URL (port = guest port, reached through its --publish) that must answer 2xx for the VM to count as healthy',
+      parseUrl,
+    )
+    .option('--health-check-timeout <seconds>', 'how long one health-check answer may take', parseTimeoutSeconds, 5)
     .option('--user <UID[:GID]>', 'run the container as this user', parseUser)
     .option('--cmd <string>', 'container command as one shell-style string (instead of trailing arguments)')
     .option('-i, --interactive', 'forward stdin to the container')
@@ -112,6 +118,14 @@ export function podmanRunCommand(getContext: () => CliContext): Command {
       view.stop();
     }
   });
+}
+
+function parseTimeoutSeconds(value: string): number {
+  const seconds = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || seconds <= 0 || seconds > 3600) {
+    throw usageError(`Invalid --health-check-timeout '${value}': give seconds, more than 0 and at most 3600.`);
+  }
+  return seconds;
 }
 
 function parseUrl(value: string): string {
@@ -162,6 +176,7 @@ export function toRunRequest(image: string, trailing: readonly string[], raw: Ra
     volumes: raw.map ?? [],
     network: raw.network,
     healthCheckUrl: raw.healthCheck ?? null,
+    healthCheckTimeoutMs: raw.healthCheckTimeout * 1000,
     user: raw.user ?? null,
     interactive: raw.interactive === true,
     tty: raw.tty === true,

@@ -34,7 +34,7 @@ function metadata(name: string, note: string): SnapshotMetadata {
     parent: null,
     kind: 'full',
     container: { command: null, env: {}, user: null, workdir: null, tty: false, interactive: false },
-    network: { mode: 'none', port_mappings: [] },
+    network: { mode: 'none', port_mappings: [], guest: null },
     kernel_path: null,
     assets: {},
     extra_disks: [],

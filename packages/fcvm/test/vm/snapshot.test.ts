@@ -10,6 +10,7 @@ import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, trunca
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SLICE_NAME, scopeName } from '../../src/cgroup/swap-scope.js';
+import { type FakeInternet, startFakeInternet } from '../helpers/fake-internet.js';
 import {
   fcvmSync,
   processesMatching,
@@ -22,7 +23,9 @@ import { memoryCgroupOf } from '../helpers/vm-fixture.js';
 
 const IMAGE = 'localhost/fcvm-busybox';
 const SMALL = ['--mem', '512', '--cpu', '2', '--hypervisor', 'qemu'];
-const COUNTER = 'i=0; while true; do echo COUNT $i; i=$((i+1)); sleep 1; done';
+/** busybox httpd daemonises (no -f): it serves the published port while the counter prints. */
+const COUNTER =
+  'mkdir -p /www && echo snap-web > /www/index.html && httpd -p 80 -h /www; i=0; while true; do echo COUNT $i; i=$((i+1)); sleep 1; done';
 
 function lastCount(run: RunningFcvm): number {
   return Number([...run.stdout().matchAll(/COUNT (\d+)/g)].at(-1)?.[1] ?? -1);
@@ -40,6 +43,7 @@ interface Record_ {
 
 describe('fcvm snapshot create / serve / run (qemu)', () => {
   let t: VmTestEnv;
+  let inet: FakeInternet;
   let baseline: RunningFcvm;
   let snapshotCreatedAt: number;
   let countBeforeSnapshot: number;
@@ -107,7 +111,13 @@ describe('fcvm snapshot create / serve / run (qemu)', () => {
 
   before(async () => {
     t = await vmTestEnv('fcvm-snap-');
-    baseline = spawnFcvm(['podman', 'run', '--name', 'base', ...SMALL, IMAGE, 'sh', '-c', COUNTER], t.env);
+    inet = await startFakeInternet();
+    // The guest's resolver and clock sources: the test's own servers only.
+    Object.assign(t.env, { FCVM_DNS: inet.address, FCVM_NTP: inet.address });
+    baseline = spawnFcvm(
+      ['podman', 'run', '--name', 'base', ...SMALL, '--publish', '8080:80', IMAGE, 'sh', '-c', COUNTER],
+      t.env,
+    );
     running.push(baseline);
     await baseline.waitForOutput(/COUNT 2\n/, 150_000);
     countBeforeSnapshot = lastCount(baseline);
@@ -119,6 +129,7 @@ describe('fcvm snapshot create / serve / run (qemu)', () => {
   after(async () => {
     for (const run of running) if (run.child.exitCode === null) run.child.kill('SIGTERM');
     await Promise.all(running.map((run) => run.exited(30_000)));
+    inet?.stop();
     t?.cleanup();
   });
 
@@ -227,6 +238,33 @@ describe('fcvm snapshot create / serve / run (qemu)', () => {
     running.push(grandchild);
     assert.equal(await grandchild.exited(), 0, grandchild.stderr());
     assert.equal(grandchild.stdout(), 'grandchild\n');
+    assertOnlyBaselineLeft();
+  });
+
+  test('network: the clone keeps the guest address behind its own loopback address and answers on the published port', async () => {
+    await withClone('web', [], async (record) => {
+      const cloneConfig = record.config as unknown as {
+        network: { loopback_ip: string | null; guest_ip: string | null };
+      };
+      const baseConfig = ls().find((r) => r.name === 'base')?.config as unknown as typeof cloneConfig;
+      assert.equal(cloneConfig.network.guest_ip, baseConfig.network.guest_ip, 'same guest address');
+      const address = cloneConfig.network.loopback_ip;
+      assert.ok(address !== null && address !== baseConfig.network.loopback_ip, `own loopback address ${address}`);
+      // Client retries are allowed (the guest's httpd is already running; no fixed sleep).
+      const deadline = Date.now() + 30_000;
+      let body = '';
+      while (Date.now() < deadline) {
+        body = await fetch(`http://${address}:8080/`, { signal: AbortSignal.timeout(3_000) })
+          .then((response) => response.text())
+          .catch(() => '');
+        if (body !== '') break;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      assert.equal(body, 'snap-web\n');
+      const console_ = readFileSync(join(t.dataDir, 'vms', record.vm_id, 'console.log'), 'utf8');
+      assert.match(console_, /fc-agent: restore step stale connections: \d+ ms/);
+      assert.match(console_, /fc-agent: restore step neighbour announcement started/);
+    });
     assertOnlyBaselineLeft();
   });
 

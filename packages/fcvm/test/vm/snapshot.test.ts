@@ -23,6 +23,8 @@ import { memoryCgroupOf } from '../helpers/vm-fixture.js';
 
 const IMAGE = 'localhost/fcvm-busybox';
 const SMALL = ['--mem', '512', '--cpu', '2', '--hypervisor', 'qemu'];
+/** Loopback addresses are allocated per data directory: other test files may publish 8080 on the same one. */
+const HOST_PORT = 20_000 + Math.floor(Math.random() * 10_000);
 /** busybox httpd daemonises (no -f): it serves the published port while the counter prints. */
 const COUNTER =
   'mkdir -p /www && echo snap-web > /www/index.html && httpd -p 80 -h /www; i=0; while true; do echo COUNT $i; i=$((i+1)); sleep 1; done';
@@ -115,7 +117,7 @@ describe('fcvm snapshot create / serve / run (qemu)', () => {
     // The guest's resolver and clock sources: the test's own servers only.
     Object.assign(t.env, { FCVM_DNS: inet.address, FCVM_NTP: inet.address });
     baseline = spawnFcvm(
-      ['podman', 'run', '--name', 'base', ...SMALL, '--publish', '8080:80', IMAGE, 'sh', '-c', COUNTER],
+      ['podman', 'run', '--name', 'base', ...SMALL, '--publish', `${HOST_PORT}:80`, IMAGE, 'sh', '-c', COUNTER],
       t.env,
     );
     running.push(baseline);
@@ -254,7 +256,7 @@ describe('fcvm snapshot create / serve / run (qemu)', () => {
       const deadline = Date.now() + 30_000;
       let body = '';
       while (Date.now() < deadline) {
-        body = await fetch(`http://${address}:8080/`, { signal: AbortSignal.timeout(3_000) })
+        body = await fetch(`http://${address}:${HOST_PORT}/`, { signal: AbortSignal.timeout(3_000) })
           .then((response) => response.text())
           .catch(() => '');
         if (body !== '') break;

@@ -27,7 +27,8 @@ function print(line: string): void {
 await testAssets();
 const dataDir = mkdtempSync('/tmp/fcvm-bench-');
 symlinkSync(testAssetsDataDir().assets, join(dataDir, 'assets'));
-const env = { ...process.env, FCVM_DATA_DIR: dataDir, FCVM_LOG: 'info' };
+// The guests look nothing up and sync no clock from outside: resolver and NTP point at nothing real.
+const env = { ...process.env, FCVM_DATA_DIR: dataDir, FCVM_LOG: 'info', FCVM_DNS: '127.0.0.1', FCVM_NTP: '127.0.0.1' };
 const children: ChildProcessWithoutNullStreams[] = [];
 
 interface Started {

@@ -104,7 +104,16 @@ describe('fcvm snapshot create / serve / run (qemu)', () => {
       [],
       'nothing half-published',
     );
-    assert.deepEqual(processesMatching('snapshot run'), [], 'no clone process left');
+    const live = running.filter(
+      (run) => run !== baseline && run.child.exitCode === null && run.child.signalCode === null,
+    );
+    assert.deepEqual(
+      live.map((run) => run.child.spawnargs.slice(2).join(' ')),
+      [],
+      'no clone fcvm process left',
+    );
+    // A clone's VMM maps <data>/snapshots/<name>/memory.bin; the baseline's does not.
+    assert.deepEqual(processesMatching(join(t.dataDir, 'snapshots')), [], 'no clone VMM left');
   }
 
   function execIn(name: string, command: string): { status: number; stdout: string; stderr: string } {

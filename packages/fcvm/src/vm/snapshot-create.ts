@@ -26,9 +26,9 @@ import {
   withSnapshotLock,
   writeSnapshotMetadata,
 } from '../snapshot/store.js';
-import type { VmRecord } from '../state/record.js';
 import type { Registry } from '../state/registry.js';
 import { copyDiskForSnapshot } from './disk.js';
+import { findVm } from './exec.js';
 import { type BootFacts, RELAY_SOCKET_NAME, RELAY_TOKEN_NAME } from './launch.js';
 import { sweepLeftovers } from './leftovers.js';
 
@@ -215,29 +215,13 @@ export interface SnapshotRequest {
   readonly tag: string | null;
 }
 
-function findOwner(registry: Registry, target: SnapshotRequest['target']): VmRecord {
-  if ('pid' in target) {
-    const record = registry.findByPid(target.pid);
-    if (record === undefined || record.config.process_type === 'serve') {
-      throw new FcvmError('NOT_FOUND', `No running VM belongs to fcvm pid ${target.pid}; see fcvm ls.`);
-    }
-    return record;
-  }
-  const matches = registry.findByName(target.name).filter((r) => r.config.process_type !== 'serve');
-  if (matches.length === 0) throw new FcvmError('NOT_FOUND', `No running VM is named ${target.name}; see fcvm ls.`);
-  if (matches.length > 1) {
-    throw usageError(`${matches.length} running VMs are named ${target.name}; pick one with --pid (see fcvm ls).`);
-  }
-  return matches[0] as VmRecord;
-}
-
 /** Asks the VM's owning fcvm process to snapshot it; returns the snapshot's name. */
 export async function requestSnapshot(
   request: SnapshotRequest,
   env: { readonly dataDir: DataDir; readonly registry: Registry },
 ): Promise<string> {
   await sweepLeftovers(env.registry, env.dataDir);
-  const record = findOwner(env.registry, request.target);
+  const record = findVm(env.registry, request.target);
   const name = request.tag ?? record.name;
   if (name === null) throw usageError('The VM has no name; give the snapshot one with --tag.');
   const vmDir = env.dataDir.vmDir(record.vm_id);

@@ -130,7 +130,8 @@ describe('fcvm snapshot create / serve / run (qemu)', () => {
       t.env,
     );
     running.push(baseline);
-    await baseline.waitForOutput(/COUNT 2\n/, 150_000);
+    // A cold boot + podman load under TCG on a loaded 2-core machine has taken over 150 s.
+    await baseline.waitForOutput(/COUNT 2\n/, 300_000);
     countBeforeSnapshot = lastCount(baseline);
     const created = fcvmSync(['snapshot', 'create', 'base'], t.env);
     assert.equal(created.status, 0, created.stderr);

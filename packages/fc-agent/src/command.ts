@@ -27,6 +27,8 @@ export interface CommandOptions {
   /** Resolve with the result even when the exit status is not 0. */
   readonly allowFailure?: boolean;
   readonly env?: NodeJS.ProcessEnv;
+  /** Written to the program's stdin (then closed): for data that must not show in argv, e.g. secrets. */
+  readonly input?: string;
 }
 
 const DEFAULT_TIMEOUT_MS = 60_000;
@@ -35,7 +37,7 @@ export function runCommand(argv: readonly string[], options: CommandOptions = {}
   const [file, ...args] = argv;
   if (file === undefined) throw new TypeError('runCommand needs a program');
   return new Promise((resolve, reject) => {
-    execFile(
+    const child = execFile(
       file,
       args,
       {
@@ -56,5 +58,6 @@ export function runCommand(argv: readonly string[], options: CommandOptions = {}
         else resolve(result);
       },
     );
+    if (options.input !== undefined) child.stdin?.end(options.input);
   });
 }

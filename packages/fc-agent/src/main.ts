@@ -90,7 +90,11 @@ async function main(): Promise<void> {
     agentVersion: AGENT_VERSION,
     plan,
     onRestore: (hello) =>
-      runRestoreSequence({ hostTimeMs: hello.hostTimeMs, network: plan.currentPlan?.network ?? null }),
+      runRestoreSequence({
+        hostTimeMs: hello.hostTimeMs,
+        network: plan.currentPlan?.network ?? null,
+        identity: hello.restore ?? null,
+      }),
   });
   const serve = (stream: import('node:stream').Duplex): Promise<void> => server.serveSession(stream);
 

@@ -31,6 +31,18 @@ export interface HelloRequest {
    * seen before makes it run the restore sequence before it answers.
    */
   readonly restoreEpoch: number;
+  /**
+   * Only on the first hello of a restored VM (a clone): what makes it a machine of its own. The
+   * agent mixes `entropy` (host random bytes, hex) into its CRNG and reseeds it, so clones of one
+   * snapshot never share random streams, and takes `hostname` as its identity.
+   */
+  readonly restore?: RestoreIdentity;
+}
+
+export interface RestoreIdentity {
+  /** At least 32 random bytes from the host, hex. */
+  readonly entropy: string;
+  readonly hostname: string;
 }
 
 export interface HelloResponse {
@@ -46,13 +58,28 @@ export interface HelloResponse {
 const MAX_EPOCH = Number.MAX_SAFE_INTEGER;
 
 export function parseHelloRequest(input: unknown): HelloRequest {
-  const o = expectObject(input, 'hello', ['protocolVersion', 'token', 'hostTimeMs', 'restoreEpoch']);
-  return {
+  const o = expectObject(input, 'hello', ['protocolVersion', 'token', 'hostTimeMs', 'restoreEpoch', 'restore']);
+  const hello = {
     protocolVersion: expectInteger(o.protocolVersion, 'hello.protocolVersion', 0, 0xffff),
     token: expectString(o.token, 'hello.token'),
     hostTimeMs: expectInteger(o.hostTimeMs, 'hello.hostTimeMs', 0, MAX_EPOCH),
     restoreEpoch: expectInteger(o.restoreEpoch, 'hello.restoreEpoch', 0, MAX_EPOCH),
   };
+  return o.restore === undefined ? hello : { ...hello, restore: parseRestoreIdentity(o.restore) };
+}
+
+const ENTROPY_HEX = /^(?:[0-9a-f]{2}){32,512}$/;
+const HOSTNAME = /^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$/;
+
+function parseRestoreIdentity(input: unknown): RestoreIdentity {
+  const o = expectObject(input, 'hello.restore', ['entropy', 'hostname']);
+  const entropy = expectString(o.entropy, 'hello.restore.entropy');
+  if (!ENTROPY_HEX.test(entropy)) {
+    throw new MessageValidationError('hello.restore.entropy', 'must be 32 to 512 bytes as lowercase hex');
+  }
+  const hostname = expectString(o.hostname, 'hello.restore.hostname');
+  if (!HOSTNAME.test(hostname)) throw new MessageValidationError('hello.restore.hostname', 'must be a host name');
+  return { entropy, hostname };
 }
 
 export function parseHelloResponse(input: unknown): HelloResponse {

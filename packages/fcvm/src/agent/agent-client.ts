@@ -23,10 +23,11 @@ import {
   PROTOCOL_VERSION,
   parseAgentStatus,
   parseHelloResponse,
+  type RestoreIdentity,
   Route,
   startHostChannel,
 } from '@fcvm/protocol';
-import { FcvmError } from '../errors.js';
+import { exitStatusOf, FcvmError, type FcvmErrorCode } from '../errors.js';
 import { log } from '../log.js';
 import { agentErrorFromBody, wireCodeOf } from './agent-error.js';
 import { runFrameSession } from './frame-session.js';
@@ -37,6 +38,8 @@ export interface ConnectOptions {
   readonly token: string;
   /** 0 at cold boot; the host increases it with every restore of the VM. */
   readonly restoreEpoch?: number;
+  /** Entropy and identity for a restored VM's first hello (a clone). */
+  readonly restore?: RestoreIdentity;
   /** Defaults to PROTOCOL_VERSION; other values exist for tests of the mismatch path. */
   readonly protocolVersion?: number;
   /** Bounds the preamble and the hello each (default 30 s; a restore sequence runs inside the hello). */
@@ -74,6 +77,7 @@ export class AgentClient {
       token: options.token,
       hostTimeMs: Date.now(),
       restoreEpoch: options.restoreEpoch ?? 0,
+      ...(options.restore === undefined ? {} : { restore: options.restore }),
     };
     try {
       const body = await requestJson(session, 'POST', Route.Hello, request, timeoutMs);
@@ -113,6 +117,25 @@ export class AgentClient {
   exec(spec: Omit<ExecSpec, 'terminal'>, io: SessionIo): Promise<ExitReport> {
     const full: ExecSpec = { ...spec, terminal: io.terminal?.size() ?? null };
     return runFrameSession(this.openFrameStream(Route.Exec), full, io);
+  }
+
+  /**
+   * A host route of the relay (agent-relay.ts): answered by the VM's owning fcvm process. Rethrows
+   * the owner's error with its code.
+   */
+  async hostRequest(path: string, body: unknown, timeoutMs: number): Promise<unknown> {
+    const answer = (await requestJson(this.session, 'POST', path, body, timeoutMs)) as {
+      ok?: boolean;
+      result?: unknown;
+      code?: string;
+      message?: string;
+    };
+    if (answer.ok === true) return answer.result;
+    const code = answer.code as FcvmErrorCode;
+    throw new FcvmError(
+      exitStatusOf(code) === undefined ? 'INTERNAL' : code,
+      answer.message ?? `The VM's fcvm process could not answer ${path}.`,
+    );
   }
 
   /** Tells the agent the host is done: it removes the container and powers the VM off. */

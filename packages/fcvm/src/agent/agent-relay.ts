@@ -5,6 +5,11 @@
  * the same protocol as the agent: preamble, hello with the VM token, then every other request is
  * forwarded as an HTTP/2 stream on the upstream session, bodies and frames untouched. A client cannot
  * tell the relay from the agent, so AgentClient works against both.
+ *
+ * Host routes (paths under /host/) are answered by the owning fcvm process itself, never forwarded:
+ * requests only the VM's owner can carry out because it holds the VMM (`fcvm snapshot create`).
+ * They answer 200 with `{"ok": true, "result": ...}` or `{"ok": false, "code", "message"}`, so the
+ * caller can rethrow the owner's FcvmError with its code (and exit status) intact.
  */
 import { unlink } from 'node:fs/promises';
 import http2 from 'node:http2';
@@ -25,10 +30,24 @@ import type { AgentClient } from './agent-client.js';
 
 const MAX_HELLO_BODY = 64 * 1024;
 
+/** Host routes of the relay (see above). */
+export const RelayHostRoute = {
+  /** POST {name} -> {ok, result: {name, dir}}: snapshot this VM (vm/snapshot-create.ts). */
+  Snapshot: '/host/v1/snapshot',
+} as const;
+
+export type HostRouteHandler = (body: unknown) => Promise<unknown>;
+
+/** What a host route answers; `code` is an FcvmError code. */
+export type HostRouteAnswer =
+  | { readonly ok: true; readonly result: unknown }
+  | { readonly ok: false; readonly code: string; readonly message: string };
+
 export class AgentRelay {
   private readonly server: net.Server;
   private readonly http: http2.Http2Server;
   private readonly sockets = new Set<net.Socket>();
+  private readonly hostRoutes = new Map<string, HostRouteHandler>();
   readonly socketPath: string;
 
   private constructor(socketPath: string, server: net.Server, http: http2.Http2Server) {
@@ -53,6 +72,11 @@ export class AgentRelay {
           message: 'the session has not said hello with the VM token',
         });
         session.close();
+      } else if (relay.hostRoutes.has(String(headers[':path']))) {
+        const handler = relay.hostRoutes.get(String(headers[':path'])) as HostRouteHandler;
+        answerHostRoute(stream, handler).catch((err: unknown) => {
+          respondWireError(stream, { code: 'INTERNAL', message: (err as Error).message });
+        });
       } else {
         forward(stream, headers, upstream);
       }
@@ -81,6 +105,11 @@ export class AgentRelay {
     return relay;
   }
 
+  /** Serves `path` (a RelayHostRoute) in this process from now on. */
+  handleHostRoute(path: string, handler: HostRouteHandler): void {
+    this.hostRoutes.set(path, handler);
+  }
+
   /** Stops listening, ends relayed sessions and removes the socket file. */
   async close(): Promise<void> {
     for (const socket of this.sockets) socket.destroy();
@@ -94,6 +123,30 @@ export class AgentRelay {
   }
 }
 
+async function readBody(stream: http2.ServerHttp2Stream): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_HELLO_BODY) throw new Error('the request body is too large');
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  return text === '' ? {} : JSON.parse(text);
+}
+
+async function answerHostRoute(stream: http2.ServerHttp2Stream, handler: HostRouteHandler): Promise<void> {
+  const body = await readBody(stream);
+  let answer: HostRouteAnswer;
+  try {
+    answer = { ok: true, result: await handler(body) };
+  } catch (err) {
+    const code = typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : 'INTERNAL';
+    answer = { ok: false, code, message: err instanceof Error ? err.message : String(err) };
+  }
+  respondJson(stream, 200, answer);
+}
+
 async function answerHello(
   stream: http2.ServerHttp2Stream,
   session: http2.Http2Session,
@@ -101,14 +154,7 @@ async function answerHello(
   upstream: AgentClient,
   token: string,
 ): Promise<void> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_HELLO_BODY) throw new Error('the hello is too large');
-    chunks.push(chunk as Buffer);
-  }
-  const hello = parseHelloRequest(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+  const hello = parseHelloRequest(await readBody(stream));
   const rejection = helloRejection(hello, token, "fcvm's relay");
   if (rejection !== null) {
     respondWireError(stream, rejection);

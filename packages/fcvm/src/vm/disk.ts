@@ -5,7 +5,7 @@
  * - otherwise a sparse copy, with a warning, since it costs time and space.
  */
 import { execFile } from 'node:child_process';
-import { constants, copyFileSync } from 'node:fs';
+import { chmodSync, constants, copyFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { FcvmError } from '../errors.js';
 import { log } from '../log.js';
@@ -17,11 +17,12 @@ export type CowDiskKind = 'qcow2-overlay' | 'reflink' | 'sparse-copy';
 export async function createCowDisk(
   base: string,
   target: string,
-  options: { qcow2: boolean },
+  options: { qcow2: boolean; baseFormat?: 'raw' | 'qcow2' },
 ): Promise<{ path: string; kind: CowDiskKind; format: 'raw' | 'qcow2' }> {
   if (options.qcow2) {
+    const baseFormat = options.baseFormat ?? 'raw';
     try {
-      await execFileAsync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'raw', target]);
+      await execFileAsync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', baseFormat, target]);
     } catch (err) {
       throw new FcvmError('HYPERVISOR', `Could not create the copy-on-write disk ${target} (qemu-img create failed).`, {
         cause: err,
@@ -41,4 +42,31 @@ export async function createCowDisk(
     throw new FcvmError('STATE', `Could not copy the root disk to ${target}.`, { cause: err });
   }
   return { path: target, kind: 'sparse-copy', format: 'raw' };
+}
+
+/**
+ * A snapshot's copy of a VM's root disk, taken while the VM is paused (its writes are flushed). A
+ * qcow2 overlay is copied as it is (small: only what the VM wrote; its backing file is immutable),
+ * so clones chain base <- snapshot disk <- clone overlay. A raw disk is reflinked, else copied
+ * sparsely with a warning.
+ */
+export async function copyDiskForSnapshot(source: string, target: string, format: 'raw' | 'qcow2'): Promise<void> {
+  if (format === 'raw') {
+    try {
+      copyFileSync(source, target, constants.COPYFILE_FICLONE_FORCE);
+      chmodSync(target, 0o600);
+      return;
+    } catch {
+      log.warn('the data directory does not support reflinks (use btrfs or xfs): copying the root disk sparsely');
+    }
+  }
+  try {
+    await execFileAsync('cp', ['--reflink=auto', '--sparse=always', '--', source, target], { timeout: 600_000 });
+    chmodSync(target, 0o600);
+  } catch (err) {
+    const stderr = typeof err === 'object' && err !== null && 'stderr' in err ? String(err.stderr).trim() : '';
+    throw new FcvmError('STATE', `Could not copy the root disk to ${target}: ${stderr || String(err)}`, {
+      cause: err,
+    });
+  }
 }

@@ -24,13 +24,19 @@ export interface ExecEnvironment {
 
 async function findTarget(request: ExecRequest, env: ExecEnvironment): Promise<VmRecord> {
   await sweepLeftovers(env.registry, env.dataDir);
-  const target = request.target;
+  return findVm(env.registry, request.target);
+}
+
+/** The VM (or clone) a command targets by `--pid` or name; memory servers are not VMs. */
+export function findVm(registry: Registry, target: { readonly pid: number } | { readonly name: string }): VmRecord {
   if ('pid' in target) {
-    const record = env.registry.findByPid(target.pid);
-    if (!record) throw new FcvmError('NOT_FOUND', `No running VM belongs to fcvm pid ${target.pid}; see fcvm ls.`);
+    const record = registry.findByPid(target.pid);
+    if (!record || record.config.process_type === 'serve') {
+      throw new FcvmError('NOT_FOUND', `No running VM belongs to fcvm pid ${target.pid}; see fcvm ls.`);
+    }
     return record;
   }
-  const matches = env.registry.findByName(target.name).filter((r) => r.config.process_type !== 'serve');
+  const matches = registry.findByName(target.name).filter((r) => r.config.process_type !== 'serve');
   if (matches.length === 0) throw new FcvmError('NOT_FOUND', `No running VM is named ${target.name}; see fcvm ls.`);
   if (matches.length > 1) {
     throw usageError(`${matches.length} running VMs are named ${target.name}; pick one with --pid (see fcvm ls).`);

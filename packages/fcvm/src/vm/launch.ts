@@ -3,20 +3,24 @@
  * today; clones later). Every resource is registered on the returned cleanup stack the moment it
  * exists, so a failure at any step (or a signal) releases exactly what was acquired.
  *
- *   VM dir -> registry record -> network (namespace, tap, pasta; network/) -> CoW root disk
- *   -> per-VM initrd (agent + token) -> VMM -> agent session (hello) -> control socket for `fcvm exec`
+ *   prepareVm:       VM dir -> registry record
+ *   attachNetwork:   network (namespace, tap, pasta; network/), a clone keeping its guest identity
+ *   launchVm only:   CoW root disk -> per-VM initrd (agent + token) -> VMM boot
+ *   adoptVmm:        VMM in the registry, stopped on cleanup
+ *   connectAndRelay: agent session (hello) -> relay socket for `fcvm exec` and `snapshot create`
+ * A clone (vm/clone.ts) runs the same steps with a restore in place of the boot.
  */
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GUEST_RUN_DIR, GUEST_TOKEN_PATH } from '@fcvm/protocol';
+import { GUEST_RUN_DIR, GUEST_TOKEN_PATH, type RestoreIdentity } from '@fcvm/protocol';
 import { type AgentClient, AgentRelay, connectWithRetry } from '../agent/index.js';
 import { type AssetPaths, createAgentInitrd, locateAgentBundle } from '../assets/index.js';
 import type { FcvmConfig, HypervisorChoice } from '../config.js';
 import type { DataDir } from '../data-dir.js';
 import { FcvmError } from '../errors.js';
 import { selectHypervisor } from '../hypervisor/select.js';
-import type { DiskSpec, VmHandle } from '../hypervisor/types.js';
+import type { DiskSpec, Hypervisor, HypervisorKind, VmHandle } from '../hypervisor/types.js';
 import { log } from '../log.js';
 import { type NetworkRequest, setupNetwork, type VmNetwork } from '../network/index.js';
 import { newVmId, type VmRecordInput } from '../state/record.js';
@@ -48,9 +52,21 @@ export interface LaunchedVm {
   readonly consoleLogPath: string;
   readonly vm: VmHandle;
   readonly agent: AgentClient;
+  readonly relay: AgentRelay;
   readonly network: VmNetwork | null;
   /** Releases everything above in reverse order; idempotent. */
   readonly cleanup: CleanupStack;
+  /** How the VM was started: what a snapshot of it needs (vm/snapshot-create.ts). */
+  readonly boot: BootFacts;
+}
+
+export interface BootFacts {
+  readonly hypervisor: HypervisorKind;
+  readonly kernelPath: string;
+  readonly initrdPath: string | null;
+  readonly token: string;
+  /** Root disk first. */
+  readonly disks: readonly DiskSpec[];
 }
 
 /** In the VM dir: the relay socket for other fcvm processes, and the token they present to it. */
@@ -63,22 +79,28 @@ const AGENT_DEADLINE_MS = 120_000;
 /** Console logs of ended VMs kept in <data>/logs. */
 const KEPT_LOGS = 20;
 
-export async function launchVm(
-  env: { dataDir: DataDir; config: FcvmConfig; registry: Registry; assets: AssetPaths },
-  options: LaunchOptions,
-  cleanup: CleanupStack,
-  signal: AbortSignal,
-): Promise<LaunchedVm> {
-  const { dataDir, registry, assets } = env;
-  const hypervisor = await selectHypervisor(options.hypervisor, env.config, dataDir);
-  const agentBundle = locateAgentBundle();
-  if (agentBundle === undefined) {
-    throw new FcvmError(
-      'ASSETS_MISSING',
-      'The guest agent bundle (fc-agent.mjs) is missing; rebuild fcvm (npm run build).',
-    );
-  }
+export interface LaunchEnv {
+  readonly dataDir: DataDir;
+  readonly config: FcvmConfig;
+  readonly registry: Registry;
+  readonly assets: AssetPaths;
+}
 
+/** A VM dir and registry record, registered on the cleanup stack: the first steps of a boot and a restore. */
+export interface PreparedVm {
+  readonly vmId: string;
+  readonly vmDir: string;
+  readonly consoleLogPath: string;
+  readonly hypervisor: Hypervisor;
+}
+
+export async function prepareVm(
+  env: Omit<LaunchEnv, 'assets'>,
+  options: Pick<LaunchOptions, 'name' | 'vcpus' | 'memoryMib' | 'hugepages' | 'hypervisor' | 'recordConfig'>,
+  cleanup: CleanupStack,
+): Promise<PreparedVm> {
+  const { dataDir, registry } = env;
+  const hypervisor = await selectHypervisor(options.hypervisor, env.config, dataDir);
   const vmId = newVmId();
   const vmDir = dataDir.vmDir(vmId);
   mkdirSync(vmDir, { recursive: true, mode: 0o700 });
@@ -100,7 +122,65 @@ export async function launchVm(
     },
   });
   cleanup.defer('remove the registry record', () => registry.remove(vmId));
+  return { vmId, vmDir, consoleLogPath, hypervisor };
+}
 
+/** Records the VMM in the registry (so a sweeper can end it) and stops it on cleanup. */
+export async function adoptVmm(
+  registry: Registry,
+  prepared: PreparedVm,
+  vm: VmHandle,
+  cleanup: CleanupStack,
+): Promise<void> {
+  cleanup.defer('stop the VM', async () => {
+    await vm.stop({ graceMs: 3_000 });
+  });
+  await registry.update(prepared.vmId, (record) => ({
+    ...record,
+    children: [
+      ...record.children,
+      { pid: vm.pid, start_time: processStartTime(vm.pid) ?? 0, role: prepared.hypervisor.kind },
+    ],
+  }));
+}
+
+/**
+ * The agent session (hello, with `restore` for a clone) and the relay other fcvm processes use.
+ * `deadlineMs`: a cold boot needs long; a restored guest answers at once.
+ */
+export async function connectAndRelay(
+  vm: VmHandle,
+  vmDir: string,
+  token: string,
+  options: { readonly deadlineMs: number; readonly restoreEpoch?: number; readonly restore?: RestoreIdentity },
+  cleanup: CleanupStack,
+  signal: AbortSignal,
+): Promise<{ agent: AgentClient; relay: AgentRelay }> {
+  const agent = await connectAgent(vm, token, options, signal);
+  cleanup.defer('close the agent session', () => agent.destroy());
+  // Other fcvm processes (fcvm exec) reach the agent through this relay, with the token from the VM dir.
+  writeFileSync(join(vmDir, RELAY_TOKEN_NAME), token, { mode: 0o600 });
+  const relay = await AgentRelay.listen(agent, join(vmDir, RELAY_SOCKET_NAME), token);
+  cleanup.defer('close the agent relay', () => relay.close());
+  return { agent, relay };
+}
+
+export async function launchVm(
+  env: LaunchEnv,
+  options: LaunchOptions,
+  cleanup: CleanupStack,
+  signal: AbortSignal,
+): Promise<LaunchedVm> {
+  const { registry, assets } = env;
+  const agentBundle = locateAgentBundle();
+  if (agentBundle === undefined) {
+    throw new FcvmError(
+      'ASSETS_MISSING',
+      'The guest agent bundle (fc-agent.mjs) is missing; rebuild fcvm (npm run build).',
+    );
+  }
+  const prepared = await prepareVm(env, options, cleanup);
+  const { vmId, vmDir, consoleLogPath, hypervisor } = prepared;
   const network =
     options.network === null ? null : await attachNetwork(registry, vmId, vmDir, options.network, cleanup);
 
@@ -119,22 +199,24 @@ export async function launchVm(
   const ramPath = guestRamPath(vmId, vmDir);
   cleanup.defer('remove the guest RAM file', () => rmSync(ramPath, { force: true }));
   signal.throwIfAborted();
+  const kernelPath =
+    options.kernelPath ?? (hypervisor.capabilities.kernelFormat === 'vmlinux' ? assets.vmlinux : assets.kernel);
+  const disks: DiskSpec[] = [
+    { id: 'rootfs', path: rootDisk.path, readOnly: false, format: rootDisk.format },
+    ...options.extraDisks.map((disk) => ({ ...disk, format: 'raw' as const })),
+  ];
   const vm = await hypervisor.boot(
     {
       vmId,
       vmDir,
-      kernelPath:
-        options.kernelPath ?? (hypervisor.capabilities.kernelFormat === 'vmlinux' ? assets.vmlinux : assets.kernel),
+      kernelPath,
       initrdPath,
       bootArgs: 'quiet',
       vcpus: options.vcpus,
       memoryMib: options.memoryMib,
       hugepages: options.hugepages,
       trackDirtyPages: true,
-      disks: [
-        { id: 'rootfs', path: rootDisk.path, readOnly: false, format: rootDisk.format },
-        ...options.extraDisks.map((disk) => ({ ...disk, format: 'raw' as const })),
-      ],
+      disks,
       net: network?.tap ?? null,
       memoryFilePath: ramPath,
       netnsPath: network?.netnsPath ?? null,
@@ -144,22 +226,20 @@ export async function launchVm(
     },
     signal,
   );
-  cleanup.defer('stop the VM', async () => {
-    await vm.stop({ graceMs: 3_000 });
-  });
-  await registry.update(vmId, (record) => ({
-    ...record,
-    children: [...record.children, { pid: vm.pid, start_time: processStartTime(vm.pid) ?? 0, role: hypervisor.kind }],
-  }));
-
-  const agent = await connectAgent(vm, token, signal);
-  cleanup.defer('close the agent session', () => agent.destroy());
-  // Other fcvm processes (fcvm exec) reach the agent through this relay, with the token from the VM dir.
-  writeFileSync(join(vmDir, RELAY_TOKEN_NAME), token, { mode: 0o600 });
-  const relay = await AgentRelay.listen(agent, join(vmDir, RELAY_SOCKET_NAME), token);
-  cleanup.defer('close the agent relay', () => relay.close());
+  await adoptVmm(registry, prepared, vm, cleanup);
+  const { agent, relay } = await connectAndRelay(vm, vmDir, token, { deadlineMs: AGENT_DEADLINE_MS }, cleanup, signal);
   log.info(`VM ${options.name} (${vmId}) is up: ${hypervisor.kind}, ${options.vcpus} vCPU, ${options.memoryMib} MiB`);
-  return { vmId, vmDir, consoleLogPath, vm, agent, network, cleanup };
+  return {
+    vmId,
+    vmDir,
+    consoleLogPath,
+    vm,
+    agent,
+    relay,
+    network,
+    cleanup,
+    boot: { hypervisor: hypervisor.kind, kernelPath, initrdPath, token, disks },
+  };
 }
 
 /**
@@ -193,7 +273,12 @@ export async function attachNetwork(
 }
 
 /** The guest needs seconds to boot and start the agent: retry until it answers, the VM dies, or time runs out. */
-async function connectAgent(vm: VmHandle, token: string, signal: AbortSignal): Promise<AgentClient> {
+async function connectAgent(
+  vm: VmHandle,
+  token: string,
+  options: { readonly deadlineMs: number; readonly restoreEpoch?: number; readonly restore?: RestoreIdentity },
+  signal: AbortSignal,
+): Promise<AgentClient> {
   const died = vm.exited.then((exit) => {
     throw new FcvmError(
       'HYPERVISOR',
@@ -206,7 +291,7 @@ async function connectAgent(vm: VmHandle, token: string, signal: AbortSignal): P
   signal.addEventListener('abort', onAbort, { once: true });
   try {
     return await Promise.race([
-      connectWithRetry((s) => vm.openChannel(s), { token, deadlineMs: AGENT_DEADLINE_MS, signal: stop.signal }),
+      connectWithRetry((s) => vm.openChannel(s), { token, ...options, signal: stop.signal }),
       died,
     ]);
   } finally {

@@ -11,6 +11,7 @@ import type { DataDir } from '../data-dir.js';
 import { errnoCode } from '../errors.js';
 import { log } from '../log.js';
 import { releaseNetworkLeftovers } from '../network/index.js';
+import { sweepAbandonedCreates } from '../snapshot/store.js';
 import type { VmRecord } from '../state/record.js';
 import type { Registry } from '../state/registry.js';
 import { isSameProcessAlive } from '../util/proc.js';
@@ -46,6 +47,7 @@ export function releaseLeftovers(record: VmRecord, dir: DataDir): void {
 
 /** Sweeps stale registry records and releases what their owners left. */
 export async function sweepLeftovers(registry: Registry, dir: DataDir): Promise<void> {
+  sweepAbandonedCreates(dir);
   const stale = await registry.sweep();
   for (const record of stale) {
     releaseLeftovers(record, dir);

@@ -4,13 +4,15 @@
  * releases everything (vm/launch.ts registers each resource on the cleanup stack).
  */
 import { availableParallelism, totalmem } from 'node:os';
+import { basename, dirname } from 'node:path';
 import type { BootPlan, ExitReport } from '@fcvm/protocol';
-import { type SessionIo, ttyTerminal } from '../agent/index.js';
+import { type AgentClient, RelayHostRoute, type SessionIo, ttyTerminal } from '../agent/index.js';
 import { type AssetPaths, ensureAssets, type ProgressListener } from '../assets/index.js';
 import { MAX_VCPUS } from '../cli/parse.js';
 import type { FcvmConfig } from '../config.js';
 import { type DataDir, ensureDataDir } from '../data-dir.js';
 import { FcvmError, notImplemented, usageError } from '../errors.js';
+import type { VmHandle } from '../hypervisor/types.js';
 import { log } from '../log.js';
 import {
   guestDnsServers,
@@ -18,14 +20,16 @@ import {
   proxyEnvironment,
   publishedHealthUrl,
   refuseUnsupportedNetwork,
+  type VmNetwork,
 } from '../network/index.js';
 import type { Registry } from '../state/registry.js';
 import { CleanupStack } from './cleanup-stack.js';
-import { monitorHealth } from './health-monitor.js';
+import { type HttpHealthCheck, monitorHealth } from './health-monitor.js';
 import { resolveImage } from './image-source.js';
 import { launchVm } from './launch.js';
-import { sweepLeftovers } from './leftovers.js';
+import { guestRamPath, sweepLeftovers } from './leftovers.js';
 import type { RunRequest } from './run-request.js';
+import { type SnapshotSource, snapshotRoute } from './snapshot-create.js';
 
 export interface RunEnvironment {
   readonly dataDir: DataDir;
@@ -77,24 +81,33 @@ export async function runContainer(request: RunRequest, env: RunEnvironment): Pr
     throw usageError(`A VM named ${request.name} is already running (fcvm pid ${clash.pid}); choose another --name.`);
   }
 
+  return inForeground(request.name, async (cleanup, signal) => {
+    const assets = await ensureAssets(env.dataDir, env.config, { onProgress: env.onSetupProgress, signal });
+    const exit = await bootAndRun(request, env, assets, cleanup, signal);
+    return exit.exitCode;
+  });
+}
+
+/**
+ * Runs `work` as the foreground life of VM `name`: SIGINT/SIGTERM/SIGHUP abort it (exit 128+signal)
+ * and the cleanup stack is released on every path. Shared by `podman run` and `snapshot run`.
+ */
+export async function inForeground(
+  name: string,
+  work: (cleanup: CleanupStack, signal: AbortSignal) => Promise<number>,
+): Promise<number> {
   const abort = new AbortController();
   let caughtSignal: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
-    if (caughtSignal === undefined) log.info(`${signal}: stopping VM ${request.name}`);
+    if (caughtSignal === undefined) log.info(`${signal}: stopping VM ${name}`);
     caughtSignal ??= signal;
     abort.abort(new FcvmError('INTERNAL', `interrupted by ${signal}`));
   };
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
-
   const cleanup = new CleanupStack();
   try {
-    const assets = await ensureAssets(env.dataDir, env.config, {
-      onProgress: env.onSetupProgress,
-      signal: abort.signal,
-    });
-    const exit = await bootAndRun(request, env, assets, cleanup, abort.signal);
-    return exit.exitCode;
+    return await work(cleanup, abort.signal);
   } catch (err) {
     if (caughtSignal !== undefined) return 128 + (SIGNAL_NUMBERS[caughtSignal] ?? 15);
     throw err;
@@ -155,18 +168,80 @@ async function bootAndRun(
     ntpSources: guestNtpSources(env.config),
   };
   await agent.sendPlan(plan);
+  launched.relay.handleHostRoute(
+    RelayHostRoute.Snapshot,
+    snapshotRoute(env.dataDir, {
+      vm,
+      vmId,
+      vmName: request.name,
+      boot: launched.boot,
+      ramPath: guestRamPath(vmId, launched.vmDir),
+      vcpus: resolveVcpus(request.vcpus),
+      memoryMib: resolveMemoryMib(request.memoryMib),
+      hugepages: request.hugepages,
+      image: request.image,
+      container: {
+        command: plan.command === null ? null : [...plan.command],
+        env: { ...plan.env },
+        user: plan.user,
+        workdir: plan.workdir,
+        tty: plan.tty,
+        interactive: plan.interactive,
+      },
+      network: snapshotNetwork(launched.network),
+      parent: null,
+      assets: { kernel: basename(dirname(launched.boot.kernelPath)), rootfs: basename(assets.rootfs) },
+    }),
+  );
   await env.registry.update(vmId, (record) => ({ ...record, status: 'running' }));
 
-  const healthStop = new AbortController();
-  cleanup.defer('stop the health monitor', () => healthStop.abort());
   const http =
     request.healthCheckUrl === null
       ? null
-      : {
-          url: publishedHealthUrl(request.healthCheckUrl, launched.network),
-          timeoutMs: request.healthCheckTimeoutMs,
-        };
-  const io = sessionIo(request, env, () => monitorHealth(agent, env.registry, vmId, healthStop.signal, http));
+      : { url: publishedHealthUrl(request.healthCheckUrl, launched.network), timeoutMs: request.healthCheckTimeoutMs };
+  return superviseContainer(launched, { tty: request.tty, interactive: request.interactive, http }, env, signal);
+}
+
+/** What a clone needs to rebuild this VM's network: the mode, the ports, the guest's own identity. */
+function snapshotNetwork(network: VmNetwork | null): SnapshotSource['network'] {
+  if (network === null || network.plan.kind !== 'static') return { mode: 'none', port_mappings: [], guest: null };
+  return {
+    mode: network.mode,
+    port_mappings: network.ports.map((port) => ({
+      host_ip: port.hostIp,
+      host_port: port.hostPort,
+      guest_port: port.guestPort,
+      protocol: port.protocol,
+    })),
+    guest: { address: network.plan.address, gateway: network.plan.gateway, mac: network.tap.guestMac },
+  };
+}
+
+/** What superviseContainer needs of a started VM (a boot or a clone). */
+export interface SupervisedVm {
+  readonly vmId: string;
+  readonly vmDir: string;
+  readonly consoleLogPath: string;
+  readonly vm: VmHandle;
+  readonly agent: AgentClient;
+  readonly cleanup: CleanupStack;
+}
+
+/**
+ * The foreground part of a VM's life: attach to the container (its output to our stdout/stderr),
+ * keep health in the registry, and end with the container's exit report, the VMM's death or the
+ * signal; then record the exit and power the VM off.
+ */
+export async function superviseContainer(
+  launched: SupervisedVm,
+  options: { readonly tty: boolean; readonly interactive: boolean; readonly http: HttpHealthCheck | null },
+  env: Pick<RunEnvironment, 'dataDir' | 'registry' | 'stdin' | 'stdout' | 'stderr'>,
+  signal: AbortSignal,
+): Promise<ExitReport> {
+  const { agent, vm, vmId, cleanup } = launched;
+  const healthStop = new AbortController();
+  cleanup.defer('stop the health monitor', () => healthStop.abort());
+  const io = sessionIo(options, env, () => monitorHealth(agent, env.registry, vmId, healthStop.signal, options.http));
   const restoreTerminal = io.terminal !== null ? enterRawMode(env.stdin) : () => {};
   cleanup.defer('restore the terminal', restoreTerminal);
 
@@ -201,7 +276,11 @@ async function bootAndRun(
   return exit;
 }
 
-function sessionIo(request: RunRequest, env: RunEnvironment, onStarted: () => void): SessionIo {
+function sessionIo(
+  request: { readonly tty: boolean; readonly interactive: boolean },
+  env: Pick<RunEnvironment, 'stdin' | 'stdout' | 'stderr'>,
+  onStarted: () => void,
+): SessionIo {
   return {
     stdout: env.stdout,
     stderr: env.stderr,

@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type BootPlan, MessageValidationError, parseBootPlan, parseExecSpec } from '../../src/index.js';
+import {
+  type BootPlan,
+  MessageValidationError,
+  parseBootPlan,
+  parseExecSpec,
+  parseHelloRequest,
+} from '../../src/index.js';
 
 const plan: BootPlan = {
   hostname: 'web',
@@ -50,4 +56,23 @@ test('an exec needs a program', () => {
     () => parseExecSpec({ command: [], inVm: true, interactive: false, terminal: null, env: {}, workdir: null }),
     /exec\.command must name a program/,
   );
+});
+
+test("a restored VM's hello carries entropy and a hostname; bad values are refused by field", () => {
+  const base = { protocolVersion: 1, token: 't', hostTimeMs: 1, restoreEpoch: 2 };
+  const entropy = 'ab'.repeat(64);
+  assert.deepEqual(parseHelloRequest({ ...base, restore: { entropy, hostname: 'clone-1' } }).restore, {
+    entropy,
+    hostname: 'clone-1',
+  });
+  assert.equal(parseHelloRequest(base).restore, undefined);
+  assert.throws(
+    () => parseHelloRequest({ ...base, restore: { entropy: 'abc', hostname: 'x' } }),
+    /hello.restore.entropy/,
+  );
+  assert.throws(
+    () => parseHelloRequest({ ...base, restore: { entropy, hostname: '-bad name' } }),
+    /hello.restore.hostname/,
+  );
+  assert.throws(() => parseHelloRequest({ ...base, restore: { entropy, hostname: 'x', extra: 1 } }), /restore.extra/);
 });

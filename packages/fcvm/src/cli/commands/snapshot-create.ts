@@ -1,5 +1,6 @@
 import { Command } from 'commander';
-import { notImplemented, usageError } from '../../errors.js';
+import { usageError } from '../../errors.js';
+import { requestSnapshot } from '../../vm/snapshot-create.js';
 import { defineAction } from '../action.js';
 import type { CliContext } from '../context.js';
 import { parseName, parsePid } from '../parse.js';
@@ -13,7 +14,12 @@ export function snapshotCreateCommand(getContext: () => CliContext): Command {
   return defineAction(command, async (name: string | undefined, raw: { pid?: number; tag?: string }) => {
     if ((name === undefined) === (raw.pid === undefined))
       throw usageError('Say which VM: give its name or --pid PID, not both.');
-    void getContext;
-    throw notImplemented('Creating snapshots (fcvm snapshot create)');
+    const context = getContext();
+    const created = await requestSnapshot(
+      { target: raw.pid !== undefined ? { pid: raw.pid } : { name: name as string }, tag: raw.tag ?? null },
+      { dataDir: context.dataDir, registry: context.registry() },
+    );
+    process.stdout.write(`${created}\n`);
+    return 0;
   });
 }

@@ -1,18 +1,12 @@
 import { Command, Option } from 'commander';
 import { HYPERVISOR_CHOICES, type HypervisorChoice } from '../../config.js';
-import { notImplemented, usageError } from '../../errors.js';
+import { usageError } from '../../errors.js';
+import { type CloneRequest, runClone } from '../../vm/clone.js';
 import { defineAction } from '../action.js';
 import type { CliContext } from '../context.js';
 import { parseName, parsePid } from '../parse.js';
 
-export interface SnapshotRunRequest {
-  readonly source: { readonly servePid: number } | { readonly snapshot: string };
-  readonly name: string | null;
-  readonly exec: string | null;
-  readonly dirtyTracking: boolean;
-  readonly noSwap: boolean;
-  readonly hypervisor: HypervisorChoice;
-}
+export type SnapshotRunRequest = CloneRequest;
 
 interface RawOptions {
   pid?: number;
@@ -43,9 +37,15 @@ export function snapshotRunCommand(getContext: () => CliContext): Command {
     .addOption(new Option('--hypervisor <kind>', 'VMM backend').choices(HYPERVISOR_CHOICES).default('auto'));
   return defineAction(command, async (raw: RawOptions) => {
     const request = toSnapshotRunRequest(raw);
-    void request;
-    void getContext;
-    throw notImplemented('Running clones (fcvm snapshot run)');
+    const context = getContext();
+    return runClone(request, {
+      dataDir: context.dataDir,
+      config: context.config,
+      registry: context.registry(),
+      stdin: process.stdin,
+      stdout: process.stdout,
+      stderr: process.stderr,
+    });
   });
 }
 

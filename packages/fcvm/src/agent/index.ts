@@ -2,5 +2,4 @@
 export { AgentClient, type ConnectOptions, connectWithRetry, type RetryOptions } from './agent-client.js';
 export { agentError, wireCodeOf } from './agent-error.js';
 export { AgentRelay, type HostRouteHandler, RelayHostRoute } from './agent-relay.js';
-export { readHostNtpSources } from './ntp-sources.js';
 export { type LocalTerminal, type SessionIo, ttyTerminal } from './session-io.js';

@@ -6,10 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { NtpSource } from '@fcvm/protocol';
-import { readHostNtpSources } from '../agent/ntp-sources.js';
 import type { FcvmConfig } from '../config.js';
 import { FcvmError } from '../errors.js';
 import { log } from '../log.js';
+import { readHostNtpSources } from './ntp-sources.js';
 
 /** systemd-resolved's list of upstream servers first: /etc/resolv.conf then names its stub. */
 export const RESOLV_CONF_PATHS: readonly string[] = ['/run/systemd/resolve/resolv.conf', '/etc/resolv.conf'];

@@ -4,13 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parseConfig } from '../../../src/config.js';
 import { bridgedNames, bridgedRuleset, subnetAddresses } from '../../../src/network/bridged.js';
 import { publishedHealthUrl } from '../../../src/network/health-url.js';
-import { allocateLoopbackAddress, loopbackCandidates } from '../../../src/network/loopback.js';
+import { allocateLoopbackAddress, boundLoopbackAddresses, loopbackCandidates } from '../../../src/network/loopback.js';
 import { guestMacFor } from '../../../src/network/names.js';
 import { pastaArgv } from '../../../src/network/pasta.js';
 import { bridgeAddress, splicedPortsRuleset } from '../../../src/network/rootless.js';
@@ -120,6 +121,25 @@ describe('network decisions', () => {
       assert.equal(await allocateLoopbackAddress(registry, 'vm-b'), '127.0.0.3');
       assert.equal(registry.read('vm-b')?.config.network.loopback_ip, '127.0.0.3');
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('loopback addresses: one that a socket outside this data dir is bound to is skipped', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fcvm-loopback-'));
+    const server = createServer();
+    try {
+      const registry = new Registry(dir);
+      await registry.save({ vm_id: 'vm-a', pid: process.pid });
+      const first = await allocateLoopbackAddress(registry, 'vm-a');
+      await registry.remove('vm-a');
+      // Another fcvm (another data dir) or another program listens on that address now.
+      await new Promise<void>((resolve) => server.listen({ host: first, port: 0 }, resolve));
+      assert.ok(boundLoopbackAddresses().has(first));
+      await registry.save({ vm_id: 'vm-b', pid: process.pid });
+      assert.notEqual(await allocateLoopbackAddress(registry, 'vm-b'), first);
+    } finally {
+      server.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });

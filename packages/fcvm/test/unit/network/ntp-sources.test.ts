@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { parseChronyConfig, readHostNtpSources } from '../../../src/agent/ntp-sources.js';
+import { parseChronyConfig, readHostNtpSources } from '../../../src/network/ntp-sources.js';
 
 test('server and pool lines become sources, without xleave', () => {
   const { sources } = parseChronyConfig(

@@ -1,7 +1,8 @@
 /**
  * A "fake internet" for network tests: a network namespace this test creates, joined to the host by
  * a veth pair on a /30 from 198.18.0.0/15 (the benchmarking range, never routed on the internet),
- * with servers inside it: HTTP on 80, a UDP echo on 7, and a DNS responder on 53 that answers
+ * with servers inside it: HTTP on 80, a UDP echo on 7, a TCP discard on 9 (holds each connection
+ * open until its peer ends it), and a DNS responder on 53 that answers
  * `NAME` (A record) with the namespace's address and NXDOMAIN for anything else. Guests reach it
  * through their mode's path (pasta or NAT) like any outside address; nothing leaves the machine.
  */
@@ -9,6 +10,8 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 
 export const FAKE_HOSTNAME = 'www.fake-internet.test';
+/** TCP port of the discard server: connections to it stay open. */
+export const DISCARD_PORT = 9;
 export const HTTP_BODY = 'hello from the fake internet\n';
 
 export interface FakeInternet {
@@ -21,17 +24,19 @@ export interface FakeInternet {
   stop(): void;
 }
 
-/** The servers, run by node inside the namespace; prints `ready` once all three listen. */
+/** The servers, run by node inside the namespace; prints `ready` once all four listen. */
 const SERVER_SCRIPT = String.raw`
 const http = require('node:http');
+const net = require('node:net');
 const dgram = require('node:dgram');
 const [address, name, body] = process.argv.slice(1);
 // Ends with the test that started it, even if the test dies without stopping it.
 const parent = process.ppid;
 setInterval(() => { if (process.ppid !== parent) process.exit(0); }, 1000);
-let pending = 3;
+let pending = 4;
 const ready = () => { if (--pending === 0) console.log('ready'); };
 http.createServer((req, res) => res.end(body)).listen(80, address, ready);
+net.createServer((socket) => { socket.on('error', () => {}); socket.resume(); }).listen(9, address, ready);
 const echo = dgram.createSocket('udp4');
 echo.on('message', (msg, from) => echo.send(Buffer.concat([Buffer.from('echo:'), msg]), from.port, from.address));
 echo.bind(7, address, ready);

@@ -7,10 +7,17 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SLICE_NAME, scopeName } from '../../src/cgroup/swap-scope.js';
-import { type FakeInternet, startFakeInternet } from '../helpers/fake-internet.js';
+import {
+  DISCARD_PORT,
+  FAKE_HOSTNAME,
+  type FakeInternet,
+  HTTP_BODY,
+  startFakeInternet,
+} from '../helpers/fake-internet.js';
 import {
   fcvmSync,
   processesMatching,
@@ -277,6 +284,60 @@ describe('fcvm snapshot create / serve / run (qemu)', () => {
       assert.match(console_, /fc-agent: restore step stale connections: \d+ ms/);
       assert.match(console_, /fc-agent: restore step neighbour announcement started/);
     });
+    assertOnlyBaselineLeft();
+  });
+
+  test('stale TCP: a connection to the outside made before the snapshot is reset in the clone, one to the gateway survives, a new one works', async () => {
+    // The gateway side: a service on the host's loopback, which the guest reaches at 10.0.2.2.
+    const held: Socket[] = [];
+    const gateway = createServer((socket) => {
+      socket.on('error', () => undefined);
+      held.push(socket);
+    });
+    await new Promise<void>((resolve) => gateway.listen({ host: '127.0.0.1', port: 0 }, resolve));
+    const gatewayPort = (gateway.address() as AddressInfo).port;
+    const outside = `${inet.address}:${DISCARD_PORT}`;
+    const toGateway = `10.0.2.2:${gatewayPort}`;
+    const established = (name: string): string => {
+      const result = fcvmSync(['exec', '--name', name, '--vm', '--', 'ss', '-Htn', 'state', 'established'], t.env);
+      assert.equal(result.status, 0, result.stderr);
+      return result.stdout;
+    };
+    try {
+      const opened = execIn(
+        'base',
+        `(sleep 100000 | nc ${inet.address} ${DISCARD_PORT} >/dev/null 2>&1 &); (sleep 100000 | nc 10.0.2.2 ${gatewayPort} >/dev/null 2>&1 &)`,
+      );
+      assert.equal(opened.status, 0, opened.stderr);
+      const deadline = Date.now() + 30_000;
+      let before = '';
+      while (Date.now() < deadline) {
+        before = established('base');
+        if (before.includes(outside) && before.includes(toGateway)) break;
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+      assert.ok(before.includes(outside) && before.includes(toGateway), `both connections in the source:\n${before}`);
+      const created = fcvmSync(['snapshot', 'create', 'base', '--tag', 'tcp'], t.env);
+      assert.equal(created.status, 0, created.stderr);
+      const run = spawnFcvm(['snapshot', 'run', '--snapshot', 'tcp', '--name', 'tcp1'], t.env);
+      running.push(run);
+      try {
+        await waitHealthy('tcp1', run);
+        const after_ = established('tcp1');
+        assert.ok(!after_.includes(outside), `the connection to ${outside} is reset in the clone:\n${after_}`);
+        assert.ok(after_.includes(toGateway), `the connection to the gateway survives:\n${after_}`);
+        const fresh = execIn('tcp1', `wget -qO- http://${FAKE_HOSTNAME}/`);
+        assert.equal(fresh.stdout, HTTP_BODY, fresh.stderr);
+        assert.ok(established('base').includes(outside), 'the source keeps its connection');
+      } finally {
+        if (run.child.exitCode === null) assert.equal(await stop(run), 143, run.stderr());
+      }
+    } finally {
+      execIn('base', 'pkill nc');
+      for (const socket of held) socket.destroy();
+      gateway.close();
+      fcvmSync(['snapshots', 'delete', 'tcp'], t.env);
+    }
     assertOnlyBaselineLeft();
   });
 

@@ -8,21 +8,10 @@ import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
 import { usageError } from '../errors.js';
 
-export interface PortMapping {
-  readonly hostIp: string | null;
-  readonly hostPort: number;
-  readonly guestPort: number;
-  readonly protocol: 'tcp' | 'udp';
-}
+import { MAX_MEM_MIB, MAX_VCPUS, MIN_MEM_MIB, type PortMapping, type VolumeMapping } from '../vm/run-request.js';
 
-export interface VolumeMapping {
-  readonly hostPath: string;
-  readonly guestPath: string;
-  readonly readOnly: boolean;
-}
-
-export const NETWORK_MODES = ['rootless', 'bridged', 'routed'] as const;
-export type NetworkMode = (typeof NETWORK_MODES)[number];
+export type { NetworkMode, PortMapping, VolumeMapping } from '../vm/run-request.js';
+export { MAX_MEM_MIB, MAX_VCPUS, MIN_MEM_MIB, NETWORK_MODES } from '../vm/run-request.js';
 
 const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$/;
 
@@ -130,10 +119,6 @@ export function parseIntInRange(value: string, flag: string, min: number, max: n
   }
   return Number(value);
 }
-
-export const MAX_VCPUS = 32;
-export const MIN_MEM_MIB = 128;
-export const MAX_MEM_MIB = 1024 * 1024;
 
 export function parseCpu(value: string): number | 'unlimited' {
   return value === 'unlimited' ? value : parseIntInRange(value, '--cpu', 1, MAX_VCPUS);

@@ -6,13 +6,22 @@ import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { AgentClient, ttyTerminal } from '../agent/index.js';
-import type { ExecRequest } from '../cli/commands/exec.js';
 import type { DataDir } from '../data-dir.js';
 import { FcvmError, usageError } from '../errors.js';
 import type { VmRecord } from '../state/record.js';
 import type { Registry } from '../state/registry.js';
 import { RELAY_SOCKET_NAME, RELAY_TOKEN_NAME } from './launch.js';
 import { sweepLeftovers } from './leftovers.js';
+
+/** What `fcvm exec` asks the library for, after the CLI has validated every value. */
+export interface ExecRequest {
+  readonly target: { readonly pid: number } | { readonly name: string };
+  readonly command: readonly string[];
+  readonly inVm: boolean;
+  readonly interactive: boolean;
+  readonly tty: boolean;
+  readonly quiet: boolean;
+}
 
 export interface ExecEnvironment {
   readonly dataDir: DataDir;

@@ -7,7 +7,6 @@ import { availableParallelism, totalmem } from 'node:os';
 import type { BootPlan, ExitReport } from '@fcvm/protocol';
 import { readHostNtpSources, type SessionIo, ttyTerminal } from '../agent/index.js';
 import { type AssetPaths, ensureAssets, type ProgressListener } from '../assets/index.js';
-import { MAX_VCPUS } from '../cli/parse.js';
 import type { FcvmConfig } from '../config.js';
 import { type DataDir, ensureDataDir } from '../data-dir.js';
 import { FcvmError, notImplemented, usageError } from '../errors.js';
@@ -18,7 +17,7 @@ import { monitorHealth } from './health-monitor.js';
 import { resolveImage } from './image-source.js';
 import { launchVm } from './launch.js';
 import { sweepLeftovers } from './leftovers.js';
-import type { RunRequest } from './run-request.js';
+import { MAX_VCPUS, type RunRequest } from './run-request.js';
 
 export interface RunEnvironment {
   readonly dataDir: DataDir;

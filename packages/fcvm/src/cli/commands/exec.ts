@@ -1,19 +1,10 @@
 import { basename } from 'node:path';
 import { Command } from 'commander';
 import { usageError } from '../../errors.js';
-import { execInVm } from '../../vm/exec.js';
+import { type ExecRequest, execInVm } from '../../vm/exec.js';
 import { defineAction } from '../action.js';
 import type { CliContext } from '../context.js';
 import { parseName, parsePid } from '../parse.js';
-
-export interface ExecRequest {
-  readonly target: { readonly pid: number } | { readonly name: string };
-  readonly command: readonly string[];
-  readonly inVm: boolean;
-  readonly interactive: boolean;
-  readonly tty: boolean;
-  readonly quiet: boolean;
-}
 
 interface RawOptions {
   pid?: number;

@@ -20,6 +20,7 @@ import {
   readPreamble,
   respondJson,
   respondWireError,
+  watchLiveness,
 } from '@fcvm/protocol';
 import { ExecRejected, launchInVm, serveExec } from './exec-server.js';
 import { FrameStream } from './frame-stream.js';
@@ -72,6 +73,12 @@ export class AgentServer {
       server.on('session', (session) => {
         this.sessions.add(session);
         session.on('error', (err) => logLine(`session error: ${describeError(err)}`));
+        // A host that answers no ping is gone: end its session so the container's output waits for
+        // the next attach (bounded, plan.ts) instead of for a host that will never read it.
+        watchLiveness(session, (silentMs) => {
+          logLine(`the host answered nothing for ${Math.round(silentMs / 1000)} s: ending its session`);
+          session.destroy();
+        });
         session.on('close', () => {
           this.sessions.delete(session);
           resolve();

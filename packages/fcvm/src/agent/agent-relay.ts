@@ -18,6 +18,7 @@ import {
   readPreamble,
   respondJson,
   respondWireError,
+  watchLiveness,
 } from '@fcvm/protocol';
 import { errnoCode } from '../errors.js';
 import { log } from '../log.js';
@@ -40,6 +41,14 @@ export class AgentRelay {
   static async listen(upstream: AgentClient, socketPath: string, token: string): Promise<AgentRelay> {
     const authenticated = new WeakSet<http2.Http2Session>();
     const http = http2.createServer();
+    // A client that goes silent (its process stopped, its socket stalled) loses its session, which
+    // cancels the requests it had forwarded (an exec's process is then killed by the agent).
+    http.on('session', (session) => {
+      watchLiveness(session, () => {
+        log.debug('agent relay: a client went silent; closing its session');
+        session.destroy();
+      });
+    });
     http.on('stream', (stream, headers) => {
       const session = stream.session;
       if (session === undefined) return;

@@ -51,6 +51,8 @@ export function runFrameSession(stream: ClientHttp2Stream, start: unknown, io: S
     };
     stdin.on('data', onData);
     stdin.once('end', onEnd);
+    // An earlier session on the same stdin (before a re-attach) paused it; 'data' alone would not resume.
+    stdin.resume();
     cleanups.push(() => {
       stdin.off('data', onData);
       stdin.off('end', onEnd);
@@ -128,10 +130,19 @@ export function runFrameSession(stream: ClientHttp2Stream, start: unknown, io: S
       }
     });
     stream.on('error', (err) => {
-      settle({ error: new FcvmError('AGENT', `The channel to fc-agent broke: ${err.message}`, { cause: err }) });
+      settle({
+        error: new FcvmError('AGENT', `The channel to fc-agent broke: ${err.message}`, {
+          cause: err,
+          context: { channel: 'broken' },
+        }),
+      });
     });
     stream.on('close', () => {
-      settle({ error: new FcvmError('AGENT', 'The channel to fc-agent closed before the command exited.') });
+      settle({
+        error: new FcvmError('AGENT', 'The channel to fc-agent closed before the command exited.', {
+          context: { channel: 'broken' },
+        }),
+      });
     });
   });
 }

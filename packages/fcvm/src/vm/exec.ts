@@ -59,7 +59,11 @@ export async function execInVm(request: ExecRequest, env: ExecEnvironment): Prom
     );
   }
   const token = readFileSync(join(vmDir, RELAY_TOKEN_NAME), 'utf8');
-  const client = await AgentClient.connect(connect(socketPath), { token, timeoutMs: 30_000 });
+  const client = await AgentClient.connect(connect(socketPath), {
+    token,
+    timeoutMs: 30_000,
+    peer: `the fcvm process that runs VM ${record.name ?? record.vm_id} (pid ${record.pid}, through its relay)`,
+  });
   const terminal = request.tty ? ttyTerminal(env.stdout) : null;
   const interactive = request.interactive || request.tty;
   const raw = terminal !== null && env.stdin.isTTY;

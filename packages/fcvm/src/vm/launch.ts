@@ -80,7 +80,8 @@ export async function launchVm(
   mkdirSync(vmDir, { recursive: true, mode: 0o700 });
   cleanup.defer('remove the VM directory', () => rmSync(vmDir, { recursive: true, force: true }));
   const consoleLogPath = join(vmDir, 'console.log');
-  cleanup.defer('keep the console log', () => keepLog(dataDir, consoleLogPath, `${options.name}-${vmId}.log`));
+  const keptLog = keptLogPath(dataDir, options.name, vmId);
+  cleanup.defer('keep the console log', () => keepLog(dataDir, consoleLogPath, keptLog));
 
   await registry.save({
     vm_id: vmId,
@@ -145,7 +146,7 @@ export async function launchVm(
     children: [{ pid: vm.pid, start_time: processStartTime(vm.pid) ?? 0, role: hypervisor.kind }],
   }));
 
-  const agent = await connectAgent(vm, token, signal);
+  const agent = await connectAgent(vm, token, `the guest's console log is kept at ${keptLog}`, signal);
   cleanup.defer('close the agent session', () => agent.destroy());
   // Other fcvm processes (fcvm exec) reach the agent through this relay, with the token from the VM dir.
   writeFileSync(join(vmDir, RELAY_TOKEN_NAME), token, { mode: 0o600 });
@@ -156,11 +157,16 @@ export async function launchVm(
 }
 
 /** The guest needs seconds to boot and start the agent: retry until it answers, the VM dies, or time runs out. */
-async function connectAgent(vm: VmHandle, token: string, signal: AbortSignal): Promise<AgentClient> {
+async function connectAgent(
+  vm: VmHandle,
+  token: string,
+  diagnostics: string,
+  signal: AbortSignal,
+): Promise<AgentClient> {
   const died = vm.exited.then((exit) => {
     throw new FcvmError(
       'HYPERVISOR',
-      `The VM stopped (VMM exit ${exit.code ?? exit.signal}) before its agent answered; see the console log.`,
+      `The VM stopped (VMM exit ${exit.code ?? exit.signal}) before its agent answered; ${diagnostics}.`,
     );
   });
   died.catch(() => undefined); // observed only by the race below
@@ -169,7 +175,14 @@ async function connectAgent(vm: VmHandle, token: string, signal: AbortSignal): P
   signal.addEventListener('abort', onAbort, { once: true });
   try {
     return await Promise.race([
-      connectWithRetry((s) => vm.openChannel(s), { token, deadlineMs: AGENT_DEADLINE_MS, signal: stop.signal }),
+      connectWithRetry((s) => vm.openChannel(s), {
+        token,
+        deadlineMs: AGENT_DEADLINE_MS,
+        signal: stop.signal,
+        diagnostics,
+        // A session that breaks or goes silent later is replaced on a fresh channel (AgentClient.attach).
+        reopen: () => vm.openChannel(),
+      }),
       died,
     ]);
   } finally {
@@ -178,10 +191,15 @@ async function connectAgent(vm: VmHandle, token: string, signal: AbortSignal): P
   }
 }
 
-function keepLog(dataDir: DataDir, source: string, name: string): void {
+/** Where a VM's console log is kept after the VM dir is gone. */
+export function keptLogPath(dataDir: DataDir, name: string, vmId: string): string {
+  return join(dataDir.logs, `${name}-${vmId}.log`);
+}
+
+function keepLog(dataDir: DataDir, source: string, target: string): void {
   mkdirSync(dataDir.logs, { recursive: true, mode: 0o700 });
   try {
-    copyFileSync(source, join(dataDir.logs, name));
+    copyFileSync(source, target);
   } catch {
     return; // no console log was written
   }

@@ -15,7 +15,7 @@ import type { Registry } from '../state/registry.js';
 import { CleanupStack } from './cleanup-stack.js';
 import { monitorHealth } from './health-monitor.js';
 import { resolveImage } from './image-source.js';
-import { launchVm } from './launch.js';
+import { keptLogPath, launchVm } from './launch.js';
 import { sweepLeftovers } from './leftovers.js';
 import { MAX_VCPUS, type RunRequest } from './run-request.js';
 
@@ -150,7 +150,7 @@ async function bootAndRun(
   const stopped = vm.exited.then((exit) => {
     throw new FcvmError(
       'HYPERVISOR',
-      `The VM stopped unexpectedly (VMM exit ${exit.code ?? exit.signal}); see ${launched.consoleLogPath.replace(launched.vmDir, env.dataDir.logs)}.`,
+      `The VM stopped unexpectedly (VMM exit ${exit.code ?? exit.signal}); see ${keptLogPath(env.dataDir, request.name, vmId)}.`,
     );
   });
   const aborted = new Promise<never>((_, reject) => {

@@ -3,7 +3,7 @@
  * sentence names the flag, the bad value and the expected form. Repeatable flags also accept
  * comma-separated values (`--publish 80:80,443:443`).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
 import { usageError } from '../errors.js';
@@ -78,6 +78,18 @@ export function parseMap(value: string, flag = '--map'): VolumeMapping {
   if (!isAbsolute(guestPath))
     throw usageError(`Invalid ${flag} '${value}': the guest path '${guestPath}' is not absolute.`);
   return { hostPath, guestPath, readOnly };
+}
+
+/** A file that must exist before anything starts (e.g. `--kernel`). */
+export function parseExistingFile(value: string, flag: string): string {
+  let isFile = false;
+  try {
+    isFile = statSync(value).isFile();
+  } catch {
+    throw usageError(`Invalid ${flag} '${value}': no such file; give the path of an existing file.`);
+  }
+  if (!isFile) throw usageError(`Invalid ${flag} '${value}': not a regular file; give the path of a file.`);
+  return value;
 }
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;

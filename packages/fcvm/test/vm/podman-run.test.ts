@@ -5,13 +5,14 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { probeFirecracker } from '../../src/hypervisor/firecracker/index.js';
 import {
   fcvmSync,
   processesMatching,
   type RunningFcvm,
   spawnFcvm,
+  testResult,
   type VmTestEnv,
   vmTestEnv,
 } from '../helpers/vm-env.js';
@@ -36,6 +37,7 @@ for (const { hypervisor, skip } of BACKENDS) {
     before(async () => {
       t = await vmTestEnv();
     });
+    afterEach((test) => t.noteResult(testResult(test)));
     after(() => t.cleanup());
 
     /** Polls `fcvm ls --json` until the VM's container runs; returns its record. */

@@ -30,6 +30,9 @@ export interface RunEnvironment {
   readonly stderr: NodeJS.WriteStream;
 }
 
+/** How long a failed attach waits for the VMM's exit, which explains the failure better when it comes. */
+const VMM_EXIT_GRACE_MS = 2_000;
+
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 
 /** Flags whose capability has not landed: refuse them instead of ignoring them. */
@@ -160,7 +163,12 @@ async function bootAndRun(
   // Only the race observes these two; once it is decided, their later rejections mean nothing.
   stopped.catch(() => undefined);
   aborted.catch(() => undefined);
-  const exit = await Promise.race([agent.attach(io), stopped, aborted]);
+  // A dying VMM breaks the channel a moment before its exit is seen: let the VM's own story win.
+  const attached = agent.attach(io).catch(async (err: unknown) => {
+    await Promise.race([vm.exited, new Promise((resolve) => setTimeout(resolve, VMM_EXIT_GRACE_MS).unref())]);
+    throw err;
+  });
+  const exit = await Promise.race([attached, stopped, aborted]);
   restoreTerminal();
   healthStop.abort();
   await env.registry.update(vmId, (record) => ({

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { spawnFcvm, useVmTestEnv } from '../helpers/vm-env.js';
+import { fcvmSync, spawnFcvm, useVmTestEnv } from '../helpers/vm-env.js';
 
 const IMAGE = 'localhost/fcvm-busybox';
 const SMALL = ['--mem', '512', '--cpu', '2', '--hypervisor', 'qemu'];
@@ -21,6 +21,12 @@ describe('guest clock', () => {
     const vm = spawnFcvm(['podman', 'run', '--name', 'clock', ...SMALL, IMAGE, 'sleep', '600'], env().env);
     try {
       await vm.waitForOutput(/is up/, 240_000);
+      // The VM is up before its record says running (exec refuses until then): poll, bounded.
+      const deadline = Date.now() + 60_000;
+      while (fcvmSync(['exec', '--name', 'clock', '--vm', '--', 'true'], env().env).status !== 0) {
+        assert.ok(Date.now() < deadline, 'exec into the VM works within 60 s of boot');
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
       const samples: number[] = [];
       const printer = spawnFcvm(
         [

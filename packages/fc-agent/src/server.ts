@@ -17,7 +17,9 @@ import {
   parseBootPlan,
   parseHelloRequest,
   Route,
+  readJsonBody,
   readPreamble,
+  refuseUnauthenticated,
   respondJson,
   respondWireError,
   watchLiveness,
@@ -117,18 +119,14 @@ export class AgentServer {
       return;
     }
     if (!authenticated.has(session)) {
-      respondWireError(stream, {
-        code: 'UNAUTHENTICATED',
-        message: 'the session has not said hello with the VM token',
-      });
-      session.close();
+      refuseUnauthenticated(stream, session);
       return;
     }
     const plan = this.options.plan;
     if (path === Route.Status && method === 'GET') {
       respondJson(stream, 200, await plan.status(this.restoreEpoch));
     } else if (path === Route.Plan && method === 'POST') {
-      const body = await readJsonBody(stream);
+      const body = await readJsonBody(stream, MAX_JSON_BODY);
       try {
         plan.accept(parseBootPlan(body));
       } catch (err) {
@@ -145,7 +143,7 @@ export class AgentServer {
         return plan.execLaunch(spec);
       });
     } else if (path === Route.Poweroff && method === 'POST') {
-      await readJsonBody(stream);
+      await readJsonBody(stream, MAX_JSON_BODY);
       // Only once the answer is out: the poweroff tears the session down.
       stream.once('close', () => plan.requestPoweroff());
       respondJson(stream, 202, {});
@@ -160,7 +158,7 @@ export class AgentServer {
     authenticated: WeakSet<http2.Http2Session>,
   ): Promise<void> {
     const receivedAt = performance.now();
-    const hello = parseHelloRequest(await readJsonBody(stream));
+    const hello = parseHelloRequest(await readJsonBody(stream, MAX_JSON_BODY));
     const rejection = helloRejection(hello, this.options.token, 'fc-agent');
     if (rejection !== null) {
       logLine(`rejected a session: ${rejection.message}`);
@@ -186,21 +184,5 @@ export class AgentServer {
       phase: (await this.options.plan.status(this.restoreEpoch)).phase,
     };
     respondJson(stream, 200, response);
-  }
-}
-
-async function readJsonBody(stream: http2.ServerHttp2Stream): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_JSON_BODY) throw new MessageValidationError('body', `exceeds ${MAX_JSON_BODY} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
-  try {
-    return text === '' ? {} : JSON.parse(text);
-  } catch {
-    throw new MessageValidationError('body', 'must be valid JSON');
   }
 }

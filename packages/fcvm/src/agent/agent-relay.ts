@@ -15,7 +15,9 @@ import {
   PreambleScanner,
   parseHelloRequest,
   Route,
+  readJsonBody,
   readPreamble,
+  refuseUnauthenticated,
   respondJson,
   respondWireError,
   watchLiveness,
@@ -57,11 +59,7 @@ export class AgentRelay {
           respondWireError(stream, { code: 'BAD_MESSAGE', message: (err as Error).message });
         });
       } else if (!authenticated.has(session)) {
-        respondWireError(stream, {
-          code: 'UNAUTHENTICATED',
-          message: 'the session has not said hello with the VM token',
-        });
-        session.close();
+        refuseUnauthenticated(stream, session);
       } else {
         forward(stream, headers, upstream);
       }
@@ -110,14 +108,7 @@ async function answerHello(
   upstream: AgentClient,
   token: string,
 ): Promise<void> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_HELLO_BODY) throw new Error('the hello is too large');
-    chunks.push(chunk as Buffer);
-  }
-  const hello = parseHelloRequest(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+  const hello = parseHelloRequest(await readJsonBody(stream, MAX_HELLO_BODY));
   const rejection = helloRejection(hello, token, "fcvm's relay");
   if (rejection !== null) {
     respondWireError(stream, rejection);

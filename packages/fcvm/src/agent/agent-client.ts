@@ -9,7 +9,6 @@
  */
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AGENT_AUTHORITY,
   type AgentStatus,
@@ -32,6 +31,7 @@ import {
 } from '@fcvm/protocol';
 import { FcvmError } from '../errors.js';
 import { log } from '../log.js';
+import { poll } from '../util/poll.js';
 import { agentErrorFromBody, wireCodeOf } from './agent-error.js';
 import { runFrameSession } from './frame-session.js';
 import type { SessionIo } from './session-io.js';
@@ -213,7 +213,9 @@ export class AgentClient {
     if (reopen === undefined) throw new Error('no way to reopen the channel');
     this.liveness.stop();
     this.session.destroy();
-    const { session, hello } = await openSession(await reopen(), this.options);
+    // The first connect may have had the whole boot to answer; a reconnect has the usual bound.
+    const timeoutMs = Math.min(this.options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS);
+    const { session, hello } = await openSession(await reopen(), { ...this.options, timeoutMs });
     this.session = session;
     this.currentHello = hello;
     this.silence = null;
@@ -291,30 +293,32 @@ export async function connectWithRetry(
   open: (signal?: AbortSignal) => Promise<Duplex>,
   options: RetryOptions,
 ): Promise<AgentClient> {
-  const deadline = Date.now() + options.deadlineMs;
-  let delay = RETRY_FIRST_DELAY_MS;
-  for (let attempt = 1; ; attempt++) {
-    options.signal?.throwIfAborted();
-    const remaining = deadline - Date.now();
-    try {
-      const stream = await open(options.signal);
-      return await AgentClient.connect(stream, { ...options, timeoutMs: Math.max(1, remaining) });
-    } catch (err) {
-      if (wireCodeOf(err) !== undefined) throw err;
-      if (Date.now() + delay >= deadline) {
-        throw new FcvmError(
-          'AGENT',
-          `Could not reach fc-agent in ${options.deadlineMs / 1000} s (${attempt} attempts).`,
-          {
-            cause: err,
-          },
-        );
+  let attempts = 0;
+  let lastError: unknown;
+  return poll(
+    async (remainingMs) => {
+      attempts++;
+      try {
+        const stream = await open(options.signal);
+        return await AgentClient.connect(stream, { ...options, timeoutMs: remainingMs });
+      } catch (err) {
+        if (wireCodeOf(err) !== undefined) throw err;
+        lastError = err;
+        log.debug(`agent connect attempt ${attempts} failed, retrying: ${(err as Error).message}`);
+        return undefined;
       }
-      log.debug(`agent connect attempt ${attempt} failed, retrying: ${(err as Error).message}`);
-      await sleep(delay, undefined, options.signal === undefined ? undefined : { signal: options.signal });
-      delay = Math.min(delay * 2, RETRY_MAX_DELAY_MS);
-    }
-  }
+    },
+    {
+      timeoutMs: options.deadlineMs,
+      delayMs: RETRY_FIRST_DELAY_MS,
+      maxDelayMs: RETRY_MAX_DELAY_MS,
+      signal: options.signal,
+      onTimeout: () =>
+        new FcvmError('AGENT', `Could not reach fc-agent in ${options.deadlineMs / 1000} s (${attempts} attempts).`, {
+          cause: lastError,
+        }),
+    },
+  );
 }
 
 function requestJson(

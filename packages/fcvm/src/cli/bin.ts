@@ -8,6 +8,8 @@ const args = process.argv.slice(2);
 if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
   process.stdout.write(`${FCVM_VERSION}\n`);
 } else {
+  // Stack traces (debug level) point into the sources; only modules loaded from here on pay for it.
+  process.setSourceMapsEnabled(true);
   import('./main.js')
     .then(({ main }) => main(process.argv))
     .then(

@@ -43,6 +43,11 @@ export interface QemuMachine
   readonly start: 'paused' | 'incoming';
 }
 
+/** Every socket QEMU creates for a machine (removed when the VM ends). */
+export function machineSockets(machine: QemuMachine): string[] {
+  return [machine.qmpSocketPath, machine.agentSocketPath, machine.migrationSocketPath];
+}
+
 /** QEMU option values separate keys with commas; a literal comma is written twice. */
 export function escapeOptionValue(value: string): string {
   return value.replaceAll(',', ',,');

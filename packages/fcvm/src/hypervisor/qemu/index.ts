@@ -14,7 +14,7 @@ import { hostTscFrequency, type TscFrequency } from './host-clock.js';
 import { createMemoryFile, inspectSavedMemory } from './memory-file.js';
 import { loadVmState } from './migration.js';
 import { DEFAULT_QEMU_BINARY, kvmUsable, probeQemu } from './probe.js';
-import { startQemuVm } from './qemu-vm.js';
+import { qemuCapabilities, startQemuVm } from './qemu-vm.js';
 
 export { DEFAULT_QEMU_BINARY, MIN_QEMU_VERSION, probeQemu, type QemuProbe } from './probe.js';
 
@@ -153,14 +153,6 @@ export async function createQemu(options: QemuOptions = {}): Promise<Hypervisor>
     log.debug(`host TSC rate unknown; booting with the current clock speed ${tsc.khz} kHz and no tsc=reliable`);
   }
   log.debug(`qemu backend: ${probe.binary} ${probe.version.text}, accel ${accel}`);
-  return new QemuHypervisor(probe.binary, accel, tsc, {
-    uffdRestore: false,
-    diffSnapshots: false,
-    metadataService: false,
-    channel: 'virtio-serial',
-    // The per-VM handle reports what QEMU actually got (query-kvm); this is the expectation.
-    hardwareAccelerated: kvm,
-    diskFormats: ['raw', 'qcow2'],
-    kernelFormat: 'bzimage',
-  });
+  // The per-VM handle reports what QEMU actually got (query-kvm); this is the expectation.
+  return new QemuHypervisor(probe.binary, accel, tsc, qemuCapabilities(kvm));
 }

@@ -5,11 +5,12 @@
  */
 import { availableParallelism, totalmem } from 'node:os';
 import type { BootPlan, ExitReport } from '@fcvm/protocol';
-import { readHostNtpSources, type SessionIo, ttyTerminal } from '../agent/index.js';
+import { type AgentClient, readHostNtpSources, type SessionIo, ttyTerminal } from '../agent/index.js';
 import { type AssetPaths, ensureAssets, type ProgressListener } from '../assets/index.js';
 import type { FcvmConfig } from '../config.js';
 import { type DataDir, ensureDataDir } from '../data-dir.js';
 import { FcvmError, notImplemented, usageError } from '../errors.js';
+import type { VmHandle } from '../hypervisor/types.js';
 import { log } from '../log.js';
 import type { Registry } from '../state/registry.js';
 import { CleanupStack } from './cleanup-stack.js';
@@ -150,25 +151,7 @@ async function bootAndRun(
   const restoreTerminal = io.terminal !== null ? enterRawMode(env.stdin) : () => {};
   cleanup.defer('restore the terminal', restoreTerminal);
 
-  const stopped = vm.exited.then((exit) => {
-    throw new FcvmError(
-      'HYPERVISOR',
-      `The VM stopped unexpectedly (VMM exit ${exit.code ?? exit.signal}); see ${keptLogPath(env.dataDir, request.name, vmId)}.`,
-    );
-  });
-  const aborted = new Promise<never>((_, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-  });
-  // Only the race observes these two; once it is decided, their later rejections mean nothing.
-  stopped.catch(() => undefined);
-  aborted.catch(() => undefined);
-  // A dying VMM breaks the channel a moment before its exit is seen: let the VM's own story win.
-  const attached = agent.attach(io).catch(async (err: unknown) => {
-    await Promise.race([vm.exited, new Promise((resolve) => setTimeout(resolve, VMM_EXIT_GRACE_MS).unref())]);
-    throw err;
-  });
-  const exit = await Promise.race([attached, stopped, aborted]);
+  const exit = await attachUntilExit(agent, io, vm, keptLogPath(env.dataDir, request.name, vmId), signal);
   restoreTerminal();
   healthStop.abort();
   await env.registry.update(vmId, (record) => ({
@@ -184,6 +167,38 @@ async function bootAndRun(
   }
   await Promise.race([vm.exited, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
   return exit;
+}
+
+/**
+ * The container's exit through the agent; the VM stopping or the signal aborting end the wait with
+ * their own error. `keptLog` is where the console log will be, for the message.
+ */
+async function attachUntilExit(
+  agent: AgentClient,
+  io: SessionIo,
+  vm: VmHandle,
+  keptLog: string,
+  signal: AbortSignal,
+): Promise<ExitReport> {
+  const stopped = vm.exited.then((exit) => {
+    throw new FcvmError(
+      'HYPERVISOR',
+      `The VM stopped unexpectedly (VMM exit ${exit.code ?? exit.signal}); see ${keptLog}.`,
+    );
+  });
+  const aborted = new Promise<never>((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+  // Only the race observes these two; once it is decided, their later rejections mean nothing.
+  stopped.catch(() => undefined);
+  aborted.catch(() => undefined);
+  // A dying VMM breaks the channel a moment before its exit is seen: let the VM's own story win.
+  const attached = agent.attach(io).catch(async (err: unknown) => {
+    await Promise.race([vm.exited, new Promise((resolve) => setTimeout(resolve, VMM_EXIT_GRACE_MS).unref())]);
+    throw err;
+  });
+  return Promise.race([attached, stopped, aborted]);
 }
 
 function sessionIo(request: RunRequest, env: RunEnvironment, onStarted: () => void): SessionIo {

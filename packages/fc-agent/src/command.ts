@@ -27,6 +27,11 @@ export interface CommandOptions {
   /** Resolve with the result even when the exit status is not 0. */
   readonly allowFailure?: boolean;
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Sent when the timeout hits (default SIGKILL). podman gets SIGTERM: killed with SIGKILL it can
+   * leave the container's lock held, and the next podman on that container waits for ever.
+   */
+  readonly killSignal?: NodeJS.Signals;
 }
 
 const DEFAULT_TIMEOUT_MS = 60_000;
@@ -40,7 +45,7 @@ export function runCommand(argv: readonly string[], options: CommandOptions = {}
       args,
       {
         timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-        killSignal: 'SIGKILL',
+        killSignal: options.killSignal ?? 'SIGKILL',
         maxBuffer: 16 * 1024 * 1024,
         env: options.env ?? process.env,
       },

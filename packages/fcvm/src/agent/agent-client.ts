@@ -71,6 +71,8 @@ export class AgentClient {
   /** Set when the liveness watch gave up on the current session: why, in one sentence. */
   private silence: string | null = null;
   private liveness: Liveness;
+  /** Set by close()/destroy(): a session ended on purpose is not reconnected. */
+  private ended = false;
 
   private constructor(session: http2.ClientHttp2Session, hello: HelloResponse, options: ConnectOptions) {
     this.session = session;
@@ -111,7 +113,8 @@ export class AgentClient {
         return await runFrameSession(this.openFrameStream(Route.Attach), spec, io);
       } catch (err) {
         const failure = this.explain(err);
-        if (!isChannelFailure(failure) || this.options.reopen === undefined || reattach >= MAX_REATTACH) throw failure;
+        const canReattach = !this.ended && this.options.reopen !== undefined && reattach < MAX_REATTACH;
+        if (!isChannelFailure(failure) || !canReattach) throw failure;
         log.warn(`${(failure as Error).message} Reconnecting to collect the container's exit.`);
         try {
           await this.reconnect();
@@ -157,6 +160,7 @@ export class AgentClient {
 
   /** Ends the session after in-flight requests finish. */
   close(): Promise<void> {
+    this.ended = true;
     this.liveness.stop();
     return new Promise((resolve) => {
       if (this.session.closed || this.session.destroyed) return resolve();
@@ -166,6 +170,7 @@ export class AgentClient {
 
   /** Ends the session now. */
   destroy(): void {
+    this.ended = true;
     this.liveness.stop();
     this.session.destroy();
   }

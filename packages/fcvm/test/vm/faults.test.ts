@@ -76,6 +76,25 @@ describe('faults under a running VM', () => {
     assertNothingLeft();
   });
 
+  test('the VM frozen for 40 s (VMM stopped): fcvm notices the silent channel, reconnects and still gets the exit', async () => {
+    const run = spawnFcvm(
+      ['podman', 'run', '--name', 'frozen', ...SMALL, IMAGE, 'sh', '-c', 'echo ready; sleep 75; echo done; exit 4'],
+      env().env,
+    );
+    await run.waitForOutput(/ready/, 240_000);
+    const vmm = vmmPid();
+    process.kill(vmm, 'SIGSTOP');
+    try {
+      await run.waitForOutput(/answered nothing on its channel/, 60_000);
+    } finally {
+      process.kill(vmm, 'SIGCONT');
+    }
+    assert.equal(await run.exited(240_000), 4, run.stderr());
+    assert.equal(run.stdout(), 'ready\ndone\n');
+    assert.match(run.stderr(), /Reconnecting to collect the container's exit/);
+    assertNothingLeft();
+  });
+
   test('the agent killed in the guest: exit 1 with one error, nothing left', async () => {
     const run = await startSleeper('agent-killed');
     // In the background so the exec's own session is not the one cut.

@@ -60,10 +60,15 @@ async function oneRun(name) {
   run.then(() => (finished = true));
   let execsOk = 0;
   let execFailures = 0;
+  let firstExecError = '';
   while (!finished && execsOk < 2) {
     const exec = await fcvm(['exec', '--name', name, '--', 'sh', '-c', 'echo exec-ok'], 60_000);
     if (exec.status === 0 && exec.stdout === 'exec-ok\n') execsOk++;
-    else if (exec.status !== 3) execFailures++; // 3: not running yet (or any more)
+    else if (exec.status !== 3) {
+      // 3: not running yet (or any more)
+      execFailures++;
+      firstExecError ||= `exit ${exec.status}: ${exec.stderr.trim().split('\n').at(-1)}`;
+    }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
   const result = await run;
@@ -75,7 +80,7 @@ async function oneRun(name) {
       `run exit ${result.status}, stdout ${JSON.stringify(result.stdout)}: ${result.stderr.trim().split('\n').at(-1)}`,
     );
   if (execsOk < 2) problems.push(`only ${execsOk} exec(s) answered`);
-  if (execFailures > 0) problems.push(`${execFailures} exec(s) failed`);
+  if (execFailures > 0) problems.push(`${execFailures} exec(s) failed (first: ${firstExecError})`);
   return { ms, problems };
 }
 

@@ -7,10 +7,12 @@
  * /proc/cpuinfo, which frequency scaling moves).
  *
  * Sources, best first: the kernel's own figure in sysfs (`tsc_freq_khz`, on kernels that have it), the
- * kernel log (`tsc: Refined TSC clocksource calibration`, else `tsc: Detected ... MHz processor`), and
- * last "cpu MHz", which is only good enough for the boot: then the guest does not get `tsc=reliable`.
+ * kernel log (`tsc: Refined TSC clocksource calibration`, else `tsc: Detected ... MHz processor`; a
+ * busy host's ring buffer loses it after a while), and last "cpu MHz": the boot calibration when the
+ * host has no cpufreq driver, else the current speed, which is only good enough for the boot: then the
+ * guest does not get `tsc=reliable`.
  */
-import { closeSync, constants, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 
 export interface TscFrequency {
   readonly khz: number;
@@ -80,5 +82,8 @@ export function hostTscFrequency(): TscFrequency | null {
   const fromLog = parseKernelLogTscKhz(readKernelLog() ?? '');
   if (fromLog !== null) return { khz: fromLog, exact: true };
   const cpuMhz = parseCpuMhzAsKhz(readText('/proc/cpuinfo') ?? '');
-  return cpuMhz === null ? null : { khz: cpuMhz, exact: false };
+  if (cpuMhz === null) return null;
+  // Without a cpufreq driver "cpu MHz" is the kernel's boot calibration (cpu_khz), not a moving clock
+  // speed; with one it is the current speed, which scaling moves away from the TSC rate.
+  return { khz: cpuMhz, exact: !existsSync('/sys/devices/system/cpu/cpu0/cpufreq') };
 }

@@ -64,8 +64,8 @@ async function oneRun(name) {
   while (!finished && execsOk < 2) {
     const exec = await fcvm(['exec', '--name', name, '--', 'sh', '-c', 'echo exec-ok'], 60_000);
     if (exec.status === 0 && exec.stdout === 'exec-ok\n') execsOk++;
-    else if (exec.status !== 3) {
-      // 3: not running yet (or any more)
+    else if (exec.status !== 3 && !/not running/.test(exec.stderr)) {
+      // 3: no such VM yet (or any more); "not running": the VM is up, its container not yet (or no more)
       execFailures++;
       firstExecError ||= `exit ${exec.status}: ${exec.stderr.trim().split('\n').at(-1)}`;
     }

@@ -11,6 +11,7 @@ bash scripts/install-host-deps.sh
 [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund
 npm run -s build
 npm run -s typecheck
+node scripts/check-layers.mjs
 npx biome check . >/dev/null || { npx biome check . ; exit 1; }
 
 counts="$(mktemp)"

@@ -30,8 +30,25 @@ export function addSourceArgv(source: NtpSource): string[] {
   return ['chronyc', 'add', source.kind, source.address, ...source.options];
 }
 
+/** Within this of the host's time the clock counts as set. */
+const CLOCK_SET_TOLERANCE_MS = 50;
+
+/**
+ * Steps the clock to the host's time. `date` sets the time it was given when it runs, which on a busy
+ * guest is a second or more after the agent computed it (seen: the guest 3 s behind): so the agent
+ * checks the result against its monotonic clock and sets again with that lag added, up to three times.
+ */
 export async function setClockFromHost(hostTimeMs: number): Promise<void> {
-  await runCommand(setClockArgv(hostTimeMs));
+  const start = performance.now();
+  const hostNow = (): number => hostTimeMs + (performance.now() - start);
+  let lead = 0;
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    await runCommand(setClockArgv(hostNow() + lead));
+    const behind = hostNow() - Date.now();
+    if (Math.abs(behind) < CLOCK_SET_TOLERANCE_MS) return;
+    logLine(`clock ${Math.round(behind)} ms behind the host after setting it (attempt ${attempt})`);
+    lead += behind;
+  }
 }
 
 export async function startChrony(sources: readonly NtpSource[]): Promise<void> {

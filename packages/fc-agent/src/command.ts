@@ -29,6 +29,11 @@ export interface CommandOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Written to the program's stdin (then closed): for data that must not show in argv, e.g. secrets. */
   readonly input?: string;
+  /**
+   * Sent when the timeout hits (default SIGKILL). podman gets SIGTERM: killed with SIGKILL it can
+   * leave the container's lock held, and the next podman on that container waits for ever.
+   */
+  readonly killSignal?: NodeJS.Signals;
 }
 
 const DEFAULT_TIMEOUT_MS = 60_000;
@@ -42,7 +47,7 @@ export function runCommand(argv: readonly string[], options: CommandOptions = {}
       args,
       {
         timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-        killSignal: 'SIGKILL',
+        killSignal: options.killSignal ?? 'SIGKILL',
         maxBuffer: 16 * 1024 * 1024,
         env: options.env ?? process.env,
       },

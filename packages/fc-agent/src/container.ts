@@ -83,10 +83,45 @@ const PULL_RETRY_MS = 2000;
 const NO_HEALTHCHECK = /has no defined healthcheck/i;
 const HEALTH_CACHE_MS = 5000;
 
+/**
+ * Whether `podman image inspect` output declares a HEALTHCHECK; null when it cannot tell. Podman puts
+ * it at the top level (`Healthcheck`), Docker-style data under `Config`; `NONE` disables an inherited one.
+ */
+export function declaresHealthcheck(inspectJson: string): boolean | null {
+  let images: unknown;
+  try {
+    images = JSON.parse(inspectJson);
+  } catch {
+    return null;
+  }
+  const image = (Array.isArray(images) ? images[0] : null) as Record<string, unknown> | null;
+  if (image === null || typeof image !== 'object') return null;
+  const config = image.Config as Record<string, unknown> | undefined;
+  const check = (image.Healthcheck ?? image.HealthCheck ?? config?.Healthcheck ?? null) as { Test?: unknown } | null;
+  const test = check?.Test;
+  return Array.isArray(test) && test.length > 0 && test[0] !== 'NONE';
+}
+
 export class PodmanRuntime implements ContainerRuntime {
   private lastHealth: { at: number; state: HealthState } | null = null;
+  /** From the image, before the container starts; null: unknown, so ask podman each time. */
+  private hasHealthcheck: boolean | null = null;
 
   async prepareImage(plan: BootPlan): Promise<string> {
+    const reference = await this.obtainImage(plan);
+    // Known before `podman run` starts, so no health request ever runs podman beside the container's
+    // start for an image without a HEALTHCHECK (the usual case): two podmans contend for its lock.
+    const inspect = await runCommand([PODMAN, ...PODMAN_GLOBAL_FLAGS, 'image', 'inspect', reference], {
+      allowFailure: true,
+      timeoutMs: 60_000,
+      killSignal: 'SIGTERM',
+    }).catch(() => null);
+    this.hasHealthcheck = inspect === null || inspect.exitCode !== 0 ? null : declaresHealthcheck(inspect.stdout);
+    logLine(`image ${reference}: healthcheck ${this.hasHealthcheck === null ? 'unknown' : this.hasHealthcheck}`);
+    return reference;
+  }
+
+  private async obtainImage(plan: BootPlan): Promise<string> {
     if (plan.image.kind === 'archive') {
       const result = await runCommand(loadArgv(plan.image), { timeoutMs: 600_000 });
       const loaded = parseLoadedImage(result.stdout);
@@ -119,11 +154,13 @@ export class PodmanRuntime implements ContainerRuntime {
 
   async health(): Promise<HealthState> {
     const now = Date.now();
+    if (this.hasHealthcheck === false) return 'healthy';
     if (this.lastHealth !== null && now - this.lastHealth.at < HEALTH_CACHE_MS) return this.lastHealth.state;
     // Without systemd nothing runs the image's HEALTHCHECK on a timer: run it on demand.
     const result = await runCommand([PODMAN, ...PODMAN_GLOBAL_FLAGS, 'healthcheck', 'run', CONTAINER_NAME], {
       allowFailure: true,
       timeoutMs: 30_000,
+      killSignal: 'SIGTERM',
     });
     const noCheck = NO_HEALTHCHECK.test(result.stderr) || NO_HEALTHCHECK.test(result.stdout);
     const state: HealthState = result.exitCode === 0 || noCheck ? 'healthy' : 'unhealthy';
@@ -134,6 +171,7 @@ export class PodmanRuntime implements ContainerRuntime {
   async remove(): Promise<void> {
     await runCommand([PODMAN, ...PODMAN_GLOBAL_FLAGS, 'rm', '--force', '--ignore', CONTAINER_NAME], {
       timeoutMs: 60_000,
+      killSignal: 'SIGTERM',
     });
   }
 }

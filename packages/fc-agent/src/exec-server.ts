@@ -6,7 +6,7 @@
 import { decodeJsonPayload, type ExecSpec, FrameType, parseExecSpec, parseTerminalSize } from '@fcvm/protocol';
 import type { FrameStream } from './frame-stream.js';
 import { describeError, logLine } from './log.js';
-import { type ProcessIo, SpawnError, spawnWithPipes } from './process-io.js';
+import { drainOutput, type ProcessIo, SpawnError, spawnWithPipes } from './process-io.js';
 import { spawnWithTerminal } from './pty.js';
 
 /** How to run a command: the argv plus its environment and directory. */
@@ -94,8 +94,8 @@ export async function serveExec(frames: FrameStream, resolve: ExecResolver): Pro
   if (!spec.interactive && spec.terminal === null) io.stdin.end();
   const outputs = [frames.forward(io.stdout, FrameType.Stdout)];
   if (io.stderr !== null) outputs.push(frames.forward(io.stderr, FrameType.Stderr));
-  await Promise.all(outputs);
+  await drainOutput(io, outputs, `exec ${spec.command[0] ?? ''}`);
   const exit = await io.exited;
   frames.gone.signal.removeEventListener('abort', killOnHangup);
-  frames.finish(FrameType.Exit, exit);
+  void frames.finish(FrameType.Exit, exit);
 }

@@ -118,19 +118,31 @@ export class FrameStream {
 
   /** Copies `source` into frames of `type` until it ends, pausing it while the host is slow. */
   async forward(source: Readable, type: FrameType): Promise<void> {
-    for await (const chunk of source) {
-      if (!this.sendData(type, chunk as Buffer)) await this.drained();
+    try {
+      for await (const chunk of source) {
+        if (!this.sendData(type, chunk as Buffer)) await this.drained();
+      }
+    } catch (err) {
+      logLine(`output of a session ended early: ${describeError(err)}`);
     }
   }
 
-  /** Last frame of a session: Exit or Error, then the response ends. */
-  finish(type: typeof FrameType.Exit | typeof FrameType.Error, message: unknown): void {
-    if (!this.isOpen) return;
+  /**
+   * Last frame of a session: Exit or Error, then the response ends. Resolves true once the host has
+   * received it and closed the stream cleanly, false when the stream broke first (or was closed).
+   */
+  finish(type: typeof FrameType.Exit | typeof FrameType.Error, message: unknown): Promise<boolean> {
+    if (!this.isOpen) return Promise.resolve(false);
     this.stream.end(encodeJsonFrame(type, message));
     this.finished = true;
+    return new Promise((resolve) => {
+      const settle = (): void => resolve(this.stream.rstCode === 0);
+      if (this.stream.closed) settle();
+      else this.stream.once('close', settle);
+    });
   }
 
   fail(error: WireError): void {
-    this.finish(FrameType.Error, error);
+    void this.finish(FrameType.Error, error);
   }
 }

@@ -26,7 +26,7 @@ import type { ContainerRuntime } from './container.js';
 import { bindInput, type ExecLaunch } from './exec-server.js';
 import type { FrameStream } from './frame-stream.js';
 import { describeError, logLine } from './log.js';
-import type { ProcessIo } from './process-io.js';
+import { drainOutput, type ProcessIo } from './process-io.js';
 
 /** Guest-level steps before the image: separate so tests on the host can leave the host alone. */
 export interface GuestSetup {
@@ -43,8 +43,19 @@ export class PlanConflict extends Error {
   }
 }
 
-/** How long the agent waits for the host's poweroff request after the container exited. */
+/** After a host has received the container's exit, how long the agent waits for its poweroff request. */
 export const POWEROFF_GRACE_MS = 10_000;
+/**
+ * How long a container's exit waits for a host to collect it (a host whose channel broke reconnects
+ * and attaches again within its own liveness bound) before the agent powers the VM off anyway.
+ */
+export const EXIT_UNCOLLECTED_MS = 120_000;
+/**
+ * How long the run session goes on with no host attached: the wait for the first attach, and a
+ * running container's output waiting for a host to come back. Then the agent gives up on hosts:
+ * it stops the container (or fails the plan) and powers the VM off.
+ */
+export const HOST_ABSENT_MS = 120_000;
 
 export class PlanRunner {
   private readonly runtime: ContainerRuntime;
@@ -60,6 +71,10 @@ export class PlanRunner {
   private firstAttach: ((spec: AttachSpec) => void) | null = null;
   private readonly firstAttachSpec: Promise<AttachSpec>;
   private poweroffTimer: NodeJS.Timeout | null = null;
+  private poweroffRequested = false;
+  private exitCollected = false;
+  /** Set once no host came back within HOST_ABSENT_MS: output is dropped and the container stopped. */
+  private hostsGivenUp = false;
   private removal: Promise<void> = Promise.resolve();
 
   constructor(runtime: ContainerRuntime, setup: GuestSetup, poweroff: () => void) {
@@ -115,7 +130,7 @@ export class PlanRunner {
     this.setPhase('preparing', 'image');
     const imageReference = await this.runtime.prepareImage(plan);
     this.setPhase('preparing', 'waiting for the host to attach');
-    const attach = await this.firstAttachSpec;
+    const attach = await this.waitForFirstAttach();
     const container = await this.runtime.start(plan, imageReference, plan.tty ? attach.terminal : null);
     this.container = container;
     this.setPhase('running', null);
@@ -126,16 +141,48 @@ export class PlanRunner {
     if (!plan.interactive && !plan.tty) container.stdin.end();
     const outputs = [this.pump(container.stdout, FrameType.Stdout)];
     if (container.stderr !== null) outputs.push(this.pump(container.stderr, FrameType.Stderr));
-    await Promise.all(outputs);
+    await drainOutput(container, outputs, 'the container');
+    logLine('run session: output pumps done');
     this.exit = await container.exited;
     this.container = null;
     this.setPhase('exited', `exit code ${this.exit.exitCode}`);
-    this.sink?.finish(FrameType.Exit, this.exit);
     this.removal = this.runtime
       .remove()
       .catch((err: unknown) => logLine(`container removal failed: ${describeError(err)}`));
+    if (this.sink?.isOpen) {
+      logLine('run session: exit sent to the host');
+      this.watchDelivery(this.sink.finish(FrameType.Exit, this.exit));
+    } else {
+      logLine('run session: no host attached; the exit waits for the next attach');
+    }
     await this.removal;
-    this.schedulePoweroff();
+    if (!this.exitCollected) this.schedulePoweroff(EXIT_UNCOLLECTED_MS);
+  }
+
+  /** The first attach, or a failed plan when no host attaches within HOST_ABSENT_MS. */
+  private async waitForFirstAttach(): Promise<AttachSpec> {
+    let timer: NodeJS.Timeout | undefined;
+    const absent = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no host attached within ${HOST_ABSENT_MS / 1000} s of the image being ready`)),
+        HOST_ABSENT_MS,
+      );
+    });
+    try {
+      return await Promise.race([this.firstAttachSpec, absent]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** An Exit frame on its way: once the host has it, the VM waits only POWEROFF_GRACE_MS more. */
+  private watchDelivery(delivered: Promise<boolean>): void {
+    void delivered.then((ok) => {
+      if (!ok || this.exitCollected) return;
+      this.exitCollected = true;
+      logLine('run session: the host has the exit');
+      if (!this.poweroffRequested) this.schedulePoweroff();
+    });
   }
 
   private fail(message: string): void {
@@ -181,7 +228,8 @@ export class PlanRunner {
       return;
     }
     if (this.exit !== null && this.container === null) {
-      frames.finish(FrameType.Exit, this.exit);
+      logLine('run session: exit sent to a new attach');
+      this.watchDelivery(frames.finish(FrameType.Exit, this.exit));
       return;
     }
     if (this.container !== null) {
@@ -193,23 +241,44 @@ export class PlanRunner {
     for (const wake of this.sinkWaiters.splice(0)) wake();
   }
 
-  /** Relays one output stream to whichever host is attached, waiting while none is. */
+  /** Relays one output stream to whichever host is attached, waiting (bounded) while none is. */
   private async pump(source: Readable, type: typeof FrameType.Stdout | typeof FrameType.Stderr): Promise<void> {
-    for await (const chunk of source) {
-      for (;;) {
-        const sink = this.sink;
-        if (sink === null || !sink.isOpen) {
-          await new Promise<void>((resolve) => this.sinkWaiters.push(resolve));
-          continue;
-        }
-        if (!sink.sendData(type, chunk as Buffer)) await sink.drained();
-        break;
+    try {
+      for await (const chunk of source) {
+        const sink = await this.waitForSink();
+        if (sink !== null && !sink.sendData(type, chunk as Buffer)) await sink.drained();
       }
+    } catch (err) {
+      logLine(`container output ended early: ${describeError(err)}`);
     }
+  }
+
+  /** The attached host; null once no host came back within HOST_ABSENT_MS (the container is then stopped). */
+  private async waitForSink(): Promise<FrameStream | null> {
+    for (;;) {
+      if (this.hostsGivenUp) return null;
+      const sink = this.sink;
+      if (sink?.isOpen) return sink;
+      let timer: NodeJS.Timeout | undefined;
+      const arrived = await new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), HOST_ABSENT_MS);
+        this.sinkWaiters.push(() => resolve(true));
+      });
+      clearTimeout(timer);
+      if (!arrived && (this.sink === null || !this.sink.isOpen)) this.giveUpOnHosts();
+    }
+  }
+
+  private giveUpOnHosts(): void {
+    if (this.hostsGivenUp) return;
+    this.hostsGivenUp = true;
+    logLine(`no host attached for ${HOST_ABSENT_MS / 1000} s while the container runs: stopping it`);
+    this.container?.kill('SIGKILL');
   }
 
   /** The host has what it needs: power off now (the container is removed already or never ran). */
   requestPoweroff(): void {
+    this.poweroffRequested = true;
     if (this.container !== null) {
       logLine('poweroff requested while the container runs: stopping it');
       this.container.kill('SIGKILL');

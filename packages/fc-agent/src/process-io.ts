@@ -16,6 +16,11 @@ export interface ProcessIo {
   readonly stderr: Readable | null;
   /** Settles once the process has exited and its output pipes are closed. */
   readonly exited: Promise<ExitReport>;
+  /**
+   * Settles when the process itself has exited, even if a descendant still holds its output pipes
+   * open (then `exited` waits; the caller bounds that wait).
+   */
+  readonly processExited: Promise<void>;
   /** Changes the terminal size; a no-op on pipes. */
   resize(size: TerminalSize): Promise<void>;
   /** Signals the whole process group. */
@@ -71,6 +76,7 @@ export function spawnWithPipes(argv: readonly string[], options: SpawnOptions): 
   const exited = new Promise<ExitReport>((resolve) => {
     child.once('close', (code, signal) => resolve(exitReportOf(code, signal)));
   });
+  const processExited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return new Promise((resolve, reject) => {
     child.once('error', (err) => reject(new SpawnError(argv, err)));
     child.once('spawn', () => {
@@ -87,6 +93,7 @@ export function spawnWithPipes(argv: readonly string[], options: SpawnOptions): 
         stdout: child.stdout,
         stderr: child.stderr,
         exited,
+        processExited,
         resize: () => Promise.resolve(),
         kill: (signal) => killGroup(pid, signal),
       });
@@ -100,4 +107,29 @@ export function killGroup(pid: number, signal: NodeJS.Signals): void {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
   }
+}
+
+/** How long output may keep flowing after the process exited (a descendant may hold its pipes open). */
+export const OUTPUT_AFTER_EXIT_MS = 30_000;
+
+/**
+ * Waits for the output `pumps` of `io`. Once the process itself has exited they get
+ * OUTPUT_AFTER_EXIT_MS more; then its output pipes are closed so the session can end.
+ */
+export async function drainOutput(io: ProcessIo, pumps: readonly Promise<void>[], what: string): Promise<void> {
+  const done = Promise.all(pumps).then(() => true);
+  let timer: NodeJS.Timeout | undefined;
+  const late = io.processExited.then(
+    () =>
+      new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), OUTPUT_AFTER_EXIT_MS);
+      }),
+  );
+  const finished = await Promise.race([done, late]);
+  clearTimeout(timer);
+  if (finished) return;
+  logLine(`${what} exited ${OUTPUT_AFTER_EXIT_MS / 1000} s ago and its output is still open: closing it`);
+  io.stdout.destroy();
+  io.stderr?.destroy();
+  await done;
 }

@@ -39,6 +39,7 @@ export async function spawnWithTerminal(
     // script's own stderr carries only its errors; the program's stderr is the terminal.
     stderr: io.stderr,
     exited: io.exited,
+    processExited: io.processExited,
     kill: io.kill,
     async resize(newSize) {
       terminalPath ??= findTerminalOfChild(io.pid);

@@ -17,9 +17,12 @@ import {
   parseBootPlan,
   parseHelloRequest,
   Route,
+  readJsonBody,
   readPreamble,
+  refuseUnauthenticated,
   respondJson,
   respondWireError,
+  watchLiveness,
 } from '@fcvm/protocol';
 import { ExecRejected, launchInVm, serveExec } from './exec-server.js';
 import { FrameStream } from './frame-stream.js';
@@ -72,6 +75,12 @@ export class AgentServer {
       server.on('session', (session) => {
         this.sessions.add(session);
         session.on('error', (err) => logLine(`session error: ${describeError(err)}`));
+        // A host that answers no ping is gone: end its session so the container's output waits for
+        // the next attach (bounded, plan.ts) instead of for a host that will never read it.
+        watchLiveness(session, (silentMs) => {
+          logLine(`the host answered nothing for ${Math.round(silentMs / 1000)} s: ending its session`);
+          session.destroy();
+        });
         session.on('close', () => {
           this.sessions.delete(session);
           resolve();
@@ -110,18 +119,14 @@ export class AgentServer {
       return;
     }
     if (!authenticated.has(session)) {
-      respondWireError(stream, {
-        code: 'UNAUTHENTICATED',
-        message: 'the session has not said hello with the VM token',
-      });
-      session.close();
+      refuseUnauthenticated(stream, session);
       return;
     }
     const plan = this.options.plan;
     if (path === Route.Status && method === 'GET') {
       respondJson(stream, 200, await plan.status(this.restoreEpoch));
     } else if (path === Route.Plan && method === 'POST') {
-      const body = await readJsonBody(stream);
+      const body = await readJsonBody(stream, MAX_JSON_BODY);
       try {
         plan.accept(parseBootPlan(body));
       } catch (err) {
@@ -138,7 +143,7 @@ export class AgentServer {
         return plan.execLaunch(spec);
       });
     } else if (path === Route.Poweroff && method === 'POST') {
-      await readJsonBody(stream);
+      await readJsonBody(stream, MAX_JSON_BODY);
       // Only once the answer is out: the poweroff tears the session down.
       stream.once('close', () => plan.requestPoweroff());
       respondJson(stream, 202, {});
@@ -153,7 +158,7 @@ export class AgentServer {
     authenticated: WeakSet<http2.Http2Session>,
   ): Promise<void> {
     const receivedAt = performance.now();
-    const hello = parseHelloRequest(await readJsonBody(stream));
+    const hello = parseHelloRequest(await readJsonBody(stream, MAX_JSON_BODY));
     const rejection = helloRejection(hello, this.options.token, 'fc-agent');
     if (rejection !== null) {
       logLine(`rejected a session: ${rejection.message}`);
@@ -179,21 +184,5 @@ export class AgentServer {
       phase: (await this.options.plan.status(this.restoreEpoch)).phase,
     };
     respondJson(stream, 200, response);
-  }
-}
-
-async function readJsonBody(stream: http2.ServerHttp2Stream): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_JSON_BODY) throw new MessageValidationError('body', `exceeds ${MAX_JSON_BODY} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
-  try {
-    return text === '' ? {} : JSON.parse(text);
-  } catch {
-    throw new MessageValidationError('body', 'must be valid JSON');
   }
 }

@@ -11,9 +11,10 @@
  * `FCVM_DATA_DIR` wins, then the config's `data_dir`, then `/var/lib/fcvm` for root and
  * `$XDG_DATA_HOME/fcvm` (else `~/.local/share/fcvm`) for everyone else.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { FcvmError } from './errors.js';
 
 export interface DataDir {
   readonly root: string;
@@ -33,6 +34,28 @@ export function defaultDataDirRoot(env: NodeJS.ProcessEnv = process.env, configu
   if (process.getuid?.() === 0) return '/var/lib/fcvm';
   const xdg = env.XDG_DATA_HOME || join(env.HOME || homedir(), '.local', 'share');
   return join(xdg, 'fcvm');
+}
+
+/**
+ * Refuses a data directory that cannot be one: the path, or the nearest part of it that exists, is
+ * not a directory. (Without this check the first mkdir fails with a bare ENOTDIR.)
+ */
+export function checkDataDirRoot(root: string): void {
+  for (let path = root; ; path = dirname(path)) {
+    let isDirectory: boolean;
+    try {
+      isDirectory = statSync(path).isDirectory();
+    } catch {
+      if (dirname(path) === path) return;
+      continue; // does not exist yet: fcvm creates it
+    }
+    if (isDirectory) return;
+    const where = path === root ? `${root} is a file` : `${path}, part of ${root}, is a file`;
+    throw new FcvmError(
+      'CONFIG',
+      `The data directory cannot be used: ${where}. Point FCVM_DATA_DIR (or data_dir in the config) at a directory.`,
+    );
+  }
 }
 
 export function dataDir(root: string): DataDir {

@@ -57,6 +57,7 @@ export * from './channel-start.js';
 export * from './frames.js';
 export * from './guards.js';
 export * from './hello-check.js';
+export * from './liveness.js';
 export * from './messages.js';
 export * from './preamble.js';
 export * from './respond.js';

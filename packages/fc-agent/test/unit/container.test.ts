@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { BootPlan } from '@fcvm/protocol';
-import { execArgv, loadArgv, parseLoadedImage, runArgv } from '../../src/container.js';
+import { declaresHealthcheck, execArgv, loadArgv, parseLoadedImage, runArgv } from '../../src/container.js';
 
 const plan: BootPlan = {
   hostname: 'vm',
@@ -89,4 +89,14 @@ test('the loaded image name is read from podman load output', () => {
   );
   assert.equal(parseLoadedImage('Loaded image(s): localhost/a:1,localhost/b:2\n'), 'localhost/a:1');
   assert.equal(parseLoadedImage('nothing here'), null);
+});
+
+test('a HEALTHCHECK is read from podman image inspect output, wherever podman puts it', () => {
+  const podmanStyle = JSON.stringify([{ Id: 'x', Healthcheck: { Test: ['CMD-SHELL', 'true'], Interval: 1 } }]);
+  assert.equal(declaresHealthcheck(podmanStyle), true);
+  const dockerStyle = JSON.stringify([{ Config: { Healthcheck: { Test: ['CMD', 'true'] } } }]);
+  assert.equal(declaresHealthcheck(dockerStyle), true);
+  assert.equal(declaresHealthcheck(JSON.stringify([{ Id: 'x', Config: { Cmd: ['sh'] } }])), false);
+  assert.equal(declaresHealthcheck(JSON.stringify([{ Healthcheck: { Test: ['NONE'] } }])), false);
+  assert.equal(declaresHealthcheck('not json'), null);
 });

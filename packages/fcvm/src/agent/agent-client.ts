@@ -20,15 +20,19 @@ import {
   type HelloRequest,
   type HelloResponse,
   JSON_CONTENT_TYPE,
+  type LivenessOptions,
+  PING_SILENT_MS,
   PROTOCOL_VERSION,
   parseAgentStatus,
   parseHelloResponse,
   type RestoreIdentity,
   Route,
   startHostChannel,
+  watchLiveness,
 } from '@fcvm/protocol';
 import { exitStatusOf, FcvmError, type FcvmErrorCode } from '../errors.js';
 import { log } from '../log.js';
+import { poll } from '../util/poll.js';
 import { agentErrorFromBody, wireCodeOf } from './agent-error.js';
 import { runFrameSession } from './frame-session.js';
 import type { SessionIo } from './session-io.js';
@@ -44,55 +48,50 @@ export interface ConnectOptions {
   readonly protocolVersion?: number;
   /** Bounds the preamble and the hello each (default 30 s; a restore sequence runs inside the hello). */
   readonly timeoutMs?: number;
+  /** Who answers on this channel, for error messages (default "fc-agent in the guest"). */
+  readonly peer?: string;
+  /** Where to look when the channel fails (e.g. "see the console log at PATH"), added to channel errors. */
+  readonly diagnostics?: string;
+  /**
+   * Opens a fresh stream to the same peer. With it, a container attach whose channel breaks or goes
+   * silent reconnects and attaches again (the agent keeps a container's exit for the next attach).
+   */
+  readonly reopen?: () => Promise<Duplex>;
+  /** Liveness bounds; tests shorten them. */
+  readonly liveness?: LivenessOptions;
 }
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+/** Reconnects one attach makes after its channel broke or went silent, before it gives up. */
+const MAX_REATTACH = 3;
+
+type Liveness = ReturnType<typeof watchLiveness>;
 
 export class AgentClient {
-  readonly hello: HelloResponse;
-  private readonly session: http2.ClientHttp2Session;
+  private currentHello: HelloResponse;
+  private session: http2.ClientHttp2Session;
+  private readonly options: ConnectOptions;
+  /** Set when the liveness watch gave up on the current session: why, in one sentence. */
+  private silence: string | null = null;
+  private liveness: Liveness;
+  /** Set by close()/destroy(): a session ended on purpose is not reconnected. */
+  private ended = false;
 
-  private constructor(session: http2.ClientHttp2Session, hello: HelloResponse) {
+  private constructor(session: http2.ClientHttp2Session, hello: HelloResponse, options: ConnectOptions) {
     this.session = session;
-    this.hello = hello;
+    this.currentHello = hello;
+    this.options = options;
+    this.liveness = this.watch(session);
   }
 
   /** Opens an HTTP/2 session on `stream` and authenticates. The stream belongs to the client afterwards. */
   static async connect(stream: Duplex, options: ConnectOptions): Promise<AgentClient> {
-    const timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    const protocolVersion = options.protocolVersion ?? PROTOCOL_VERSION;
-    try {
-      await startHostChannel(stream, protocolVersion, AbortSignal.timeout(timeoutMs));
-    } catch (err) {
-      stream.destroy();
-      throw new FcvmError('AGENT', `fc-agent did not start a session within ${timeoutMs / 1000} s.`, {
-        cause: err,
-      });
-    }
-    const session = http2.connect(AGENT_AUTHORITY, { createConnection: () => stream });
-    // Session errors also fail the requests in flight, which report them; here they are only logged.
-    session.on('error', (err) => log.debug(`agent channel: ${err.message}`));
-    const request: HelloRequest = {
-      protocolVersion,
-      token: options.token,
-      hostTimeMs: Date.now(),
-      restoreEpoch: options.restoreEpoch ?? 0,
-      ...(options.restore === undefined ? {} : { restore: options.restore }),
-    };
-    try {
-      const body = await requestJson(session, 'POST', Route.Hello, request, timeoutMs);
-      const hello = parseHelloResponse(body);
-      if (hello.protocolVersion !== PROTOCOL_VERSION) {
-        throw new FcvmError(
-          'AGENT',
-          `The guest agent speaks protocol version ${hello.protocolVersion}, this fcvm speaks ${PROTOCOL_VERSION}: recreate the VM or snapshot with this fcvm.`,
-        );
-      }
-      return new AgentClient(session, hello);
-    } catch (err) {
-      session.destroy();
-      throw err;
-    }
+    const { session, hello } = await openSession(stream, options);
+    return new AgentClient(session, hello, options);
+  }
+
+  get hello(): HelloResponse {
+    return this.currentHello;
   }
 
   async status(): Promise<AgentStatus> {
@@ -106,17 +105,41 @@ export class AgentClient {
   /**
    * Attaches to the container's run session: the container starts (if it has not yet), its output
    * goes to `io` untouched, and the promise settles with its exit report. A newer attach (from a
-   * later session) ends this one with an AGENT error.
+   * later session) ends this one with an AGENT error. When the channel breaks or goes silent and
+   * the client can reopen it, it reconnects and attaches again (output in flight is lost; the exit
+   * is not).
    */
-  attach(io: SessionIo): Promise<ExitReport> {
-    const spec: AttachSpec = { terminal: io.terminal?.size() ?? null };
-    return runFrameSession(this.openFrameStream(Route.Attach), spec, io);
+  async attach(io: SessionIo): Promise<ExitReport> {
+    for (let reattach = 0; ; reattach++) {
+      const spec: AttachSpec = { terminal: io.terminal?.size() ?? null };
+      try {
+        return await runFrameSession(this.openFrameStream(Route.Attach), spec, io);
+      } catch (err) {
+        const failure = this.explain(err);
+        const canReattach = !this.ended && this.options.reopen !== undefined && reattach < MAX_REATTACH;
+        if (!isChannelFailure(failure) || !canReattach) throw failure;
+        log.warn(`${(failure as Error).message} Reconnecting to collect the container's exit.`);
+        try {
+          await this.reconnect();
+        } catch (reconnectError) {
+          throw new FcvmError(
+            'AGENT',
+            `${this.peerName} did not take a new session after its channel failed${this.diagnosticsSuffix}`,
+            { cause: reconnectError, context: { channel: 'broken', first: (failure as Error).message } },
+          );
+        }
+      }
+    }
   }
 
   /** Runs one command in the container or the VM; settles with its exit report. */
-  exec(spec: Omit<ExecSpec, 'terminal'>, io: SessionIo): Promise<ExitReport> {
+  async exec(spec: Omit<ExecSpec, 'terminal'>, io: SessionIo): Promise<ExitReport> {
     const full: ExecSpec = { ...spec, terminal: io.terminal?.size() ?? null };
-    return runFrameSession(this.openFrameStream(Route.Exec), full, io);
+    try {
+      return await runFrameSession(this.openFrameStream(Route.Exec), full, io);
+    } catch (err) {
+      throw this.explain(err);
+    }
   }
 
   /**
@@ -149,8 +172,18 @@ export class AgentClient {
     }
   }
 
+  /**
+   * Pauses the liveness watch while the VM is paused on purpose (a snapshot); call the returned
+   * function to resume it.
+   */
+  suspendLiveness(): () => void {
+    return this.liveness.suspend();
+  }
+
   /** Ends the session after in-flight requests finish. */
   close(): Promise<void> {
+    this.ended = true;
+    this.liveness.stop();
     return new Promise((resolve) => {
       if (this.session.closed || this.session.destroyed) return resolve();
       this.session.close(() => resolve());
@@ -159,6 +192,8 @@ export class AgentClient {
 
   /** Ends the session now. */
   destroy(): void {
+    this.ended = true;
+    this.liveness.stop();
     this.session.destroy();
   }
 
@@ -168,7 +203,103 @@ export class AgentClient {
   }
 
   private openFrameStream(path: string): http2.ClientHttp2Stream {
-    return this.session.request({ ':method': 'POST', ':path': path, 'content-type': FRAMES_CONTENT_TYPE });
+    try {
+      return this.session.request({ ':method': 'POST', ':path': path, 'content-type': FRAMES_CONTENT_TYPE });
+    } catch (err) {
+      throw new FcvmError('AGENT', `The channel to ${this.peerName} is closed (${path}).`, {
+        cause: err,
+        context: { channel: 'broken' },
+      });
+    }
+  }
+
+  private watch(session: http2.ClientHttp2Session): Liveness {
+    const silentMs = this.options.liveness?.silentMs ?? PING_SILENT_MS;
+    return watchLiveness(
+      session,
+      (silentFor) => {
+        this.silence = `${this.peerName} answered nothing on its channel for ${Math.round(silentFor / 1000)} s (the bound is ${silentMs / 1000} s): that side went silent${this.diagnosticsSuffix}`;
+        log.debug(this.silence);
+        session.destroy();
+      },
+      this.options.liveness,
+    );
+  }
+
+  private get peerName(): string {
+    return this.options.peer ?? 'fc-agent in the guest';
+  }
+
+  private get diagnosticsSuffix(): string {
+    return this.options.diagnostics === undefined ? '.' : `; ${this.options.diagnostics}.`;
+  }
+
+  /** Replaces a broken or silent session with a new one to the same peer (same token and epoch). */
+  private async reconnect(): Promise<void> {
+    const reopen = this.options.reopen;
+    if (reopen === undefined) throw new Error('no way to reopen the channel');
+    this.liveness.stop();
+    this.session.destroy();
+    // The first connect may have had the whole boot to answer; a reconnect has the usual bound.
+    const timeoutMs = Math.min(this.options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS);
+    const { session, hello } = await openSession(await reopen(), { ...this.options, timeoutMs });
+    this.session = session;
+    this.currentHello = hello;
+    this.silence = null;
+    this.liveness = this.watch(session);
+  }
+
+  /** A session failure, in the words of the liveness watch when it was the cause. */
+  private explain(err: unknown): unknown {
+    if (this.silence === null) return err;
+    return new FcvmError('AGENT', this.silence, { cause: err, context: { channel: 'silent' } });
+  }
+}
+
+/** A failure of the channel (broken, closed, silent) rather than an answer of the agent. */
+function isChannelFailure(err: unknown): boolean {
+  const context = (err as { context?: Record<string, unknown> } | null)?.context;
+  return context?.channel === 'broken' || context?.channel === 'silent';
+}
+
+/** Preamble, HTTP/2 session and hello on `stream`; the stream belongs to the session afterwards. */
+async function openSession(
+  stream: Duplex,
+  options: ConnectOptions,
+): Promise<{ session: http2.ClientHttp2Session; hello: HelloResponse }> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const protocolVersion = options.protocolVersion ?? PROTOCOL_VERSION;
+  try {
+    await startHostChannel(stream, protocolVersion, AbortSignal.timeout(timeoutMs));
+  } catch (err) {
+    stream.destroy();
+    throw new FcvmError('AGENT', `fc-agent did not start a session within ${timeoutMs / 1000} s.`, {
+      cause: err,
+    });
+  }
+  const session = http2.connect(AGENT_AUTHORITY, { createConnection: () => stream });
+  // Session errors also fail the requests in flight, which report them; here they are only logged.
+  session.on('error', (err) => log.debug(`agent channel: ${err.message}`));
+  const request: HelloRequest = {
+    protocolVersion,
+    token: options.token,
+    hostTimeMs: Date.now(),
+    restoreEpoch: options.restoreEpoch ?? 0,
+    ...(options.restore === undefined ? {} : { restore: options.restore }),
+  };
+  try {
+    const body = await requestJson(session, 'POST', Route.Hello, request, timeoutMs);
+    const hello = parseHelloResponse(body);
+    if (hello.protocolVersion !== PROTOCOL_VERSION) {
+      throw new FcvmError(
+        'AGENT',
+        `The guest agent speaks protocol version ${hello.protocolVersion}, this fcvm speaks ${PROTOCOL_VERSION}: recreate the VM or snapshot with this fcvm.`,
+      );
+    }
+    return { session, hello };
+  } catch (err) {
+    session.destroy();
+    throw err;
   }
 }
 
@@ -190,30 +321,32 @@ export async function connectWithRetry(
   open: (signal?: AbortSignal) => Promise<Duplex>,
   options: RetryOptions,
 ): Promise<AgentClient> {
-  const deadline = Date.now() + options.deadlineMs;
-  let delay = RETRY_FIRST_DELAY_MS;
-  for (let attempt = 1; ; attempt++) {
-    options.signal?.throwIfAborted();
-    const remaining = deadline - Date.now();
-    try {
-      const stream = await open(options.signal);
-      return await AgentClient.connect(stream, { ...options, timeoutMs: Math.max(1, remaining) });
-    } catch (err) {
-      if (wireCodeOf(err) !== undefined) throw err;
-      if (Date.now() + delay >= deadline) {
-        throw new FcvmError(
-          'AGENT',
-          `Could not reach fc-agent in ${options.deadlineMs / 1000} s (${attempt} attempts).`,
-          {
-            cause: err,
-          },
-        );
+  let attempts = 0;
+  let lastError: unknown;
+  return poll(
+    async (remainingMs) => {
+      attempts++;
+      try {
+        const stream = await open(options.signal);
+        return await AgentClient.connect(stream, { ...options, timeoutMs: remainingMs });
+      } catch (err) {
+        if (wireCodeOf(err) !== undefined) throw err;
+        lastError = err;
+        log.debug(`agent connect attempt ${attempts} failed, retrying: ${(err as Error).message}`);
+        return undefined;
       }
-      log.debug(`agent connect attempt ${attempt} failed, retrying: ${(err as Error).message}`);
-      await new Promise((resolve) => setTimeout(resolve, delay));
-      delay = Math.min(delay * 2, RETRY_MAX_DELAY_MS);
-    }
-  }
+    },
+    {
+      timeoutMs: options.deadlineMs,
+      delayMs: RETRY_FIRST_DELAY_MS,
+      maxDelayMs: RETRY_MAX_DELAY_MS,
+      signal: options.signal,
+      onTimeout: () =>
+        new FcvmError('AGENT', `Could not reach fc-agent in ${options.deadlineMs / 1000} s (${attempts} attempts).`, {
+          cause: lastError,
+        }),
+    },
+  );
 }
 
 function requestJson(

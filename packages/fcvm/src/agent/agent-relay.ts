@@ -20,9 +20,12 @@ import {
   PreambleScanner,
   parseHelloRequest,
   Route,
+  readJsonBody,
   readPreamble,
+  refuseUnauthenticated,
   respondJson,
   respondWireError,
+  watchLiveness,
 } from '@fcvm/protocol';
 import { errnoCode } from '../errors.js';
 import { log } from '../log.js';
@@ -59,6 +62,14 @@ export class AgentRelay {
   static async listen(upstream: AgentClient, socketPath: string, token: string): Promise<AgentRelay> {
     const authenticated = new WeakSet<http2.Http2Session>();
     const http = http2.createServer();
+    // A client that goes silent (its process stopped, its socket stalled) loses its session, which
+    // cancels the requests it had forwarded (an exec's process is then killed by the agent).
+    http.on('session', (session) => {
+      watchLiveness(session, () => {
+        log.debug('agent relay: a client went silent; closing its session');
+        session.destroy();
+      });
+    });
     http.on('stream', (stream, headers) => {
       const session = stream.session;
       if (session === undefined) return;
@@ -67,11 +78,7 @@ export class AgentRelay {
           respondWireError(stream, { code: 'BAD_MESSAGE', message: (err as Error).message });
         });
       } else if (!authenticated.has(session)) {
-        respondWireError(stream, {
-          code: 'UNAUTHENTICATED',
-          message: 'the session has not said hello with the VM token',
-        });
-        session.close();
+        refuseUnauthenticated(stream, session);
       } else if (relay.hostRoutes.has(String(headers[':path']))) {
         const handler = relay.hostRoutes.get(String(headers[':path'])) as HostRouteHandler;
         answerHostRoute(stream, handler).catch((err: unknown) => {
@@ -123,20 +130,8 @@ export class AgentRelay {
   }
 }
 
-async function readBody(stream: http2.ServerHttp2Stream): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_HELLO_BODY) throw new Error('the request body is too large');
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
-  return text === '' ? {} : JSON.parse(text);
-}
-
 async function answerHostRoute(stream: http2.ServerHttp2Stream, handler: HostRouteHandler): Promise<void> {
-  const body = await readBody(stream);
+  const body = await readJsonBody(stream, MAX_HELLO_BODY);
   let answer: HostRouteAnswer;
   try {
     answer = { ok: true, result: await handler(body) };
@@ -154,7 +149,7 @@ async function answerHello(
   upstream: AgentClient,
   token: string,
 ): Promise<void> {
-  const hello = parseHelloRequest(await readBody(stream));
+  const hello = parseHelloRequest(await readJsonBody(stream, MAX_HELLO_BODY));
   const rejection = helloRejection(hello, token, "fcvm's relay");
   if (rejection !== null) {
     respondWireError(stream, rejection);

@@ -1,6 +1,6 @@
 /** What every command receives: resolved paths and config, created once per invocation. */
 import { type FcvmConfig, loadConfig } from '../config.js';
-import { type DataDir, dataDir, defaultDataDirRoot } from '../data-dir.js';
+import { checkDataDirRoot, type DataDir, dataDir, defaultDataDirRoot } from '../data-dir.js';
 import { Registry } from '../state/registry.js';
 
 export interface CliContext {
@@ -12,7 +12,9 @@ export interface CliContext {
 
 export function createContext(configPath?: string): CliContext {
   const config = loadConfig(configPath);
-  const dir = dataDir(defaultDataDirRoot(process.env, config.data_dir));
+  const root = defaultDataDirRoot(process.env, config.data_dir);
+  checkDataDirRoot(root);
+  const dir = dataDir(root);
   let registry: Registry | undefined;
   return {
     config,

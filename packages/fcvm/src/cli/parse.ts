@@ -3,26 +3,15 @@
  * sentence names the flag, the bad value and the expected form. Repeatable flags also accept
  * comma-separated values (`--publish 80:80,443:443`).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
 import { usageError } from '../errors.js';
 
-export interface PortMapping {
-  readonly hostIp: string | null;
-  readonly hostPort: number;
-  readonly guestPort: number;
-  readonly protocol: 'tcp' | 'udp';
-}
+import { MAX_MEM_MIB, MAX_VCPUS, MIN_MEM_MIB, type PortMapping, type VolumeMapping } from '../vm/run-request.js';
 
-export interface VolumeMapping {
-  readonly hostPath: string;
-  readonly guestPath: string;
-  readonly readOnly: boolean;
-}
-
-export const NETWORK_MODES = ['rootless', 'bridged', 'routed'] as const;
-export type NetworkMode = (typeof NETWORK_MODES)[number];
+export type { NetworkMode, PortMapping, VolumeMapping } from '../vm/run-request.js';
+export { MAX_MEM_MIB, MAX_VCPUS, MIN_MEM_MIB, NETWORK_MODES } from '../vm/run-request.js';
 
 const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$/;
 
@@ -91,6 +80,18 @@ export function parseMap(value: string, flag = '--map'): VolumeMapping {
   return { hostPath, guestPath, readOnly };
 }
 
+/** A file that must exist before anything starts (e.g. `--kernel`). */
+export function parseExistingFile(value: string, flag: string): string {
+  let isFile = false;
+  try {
+    isFile = statSync(value).isFile();
+  } catch {
+    throw usageError(`Invalid ${flag} '${value}': no such file; give the path of an existing file.`);
+  }
+  if (!isFile) throw usageError(`Invalid ${flag} '${value}': not a regular file; give the path of a file.`);
+  return value;
+}
+
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
@@ -130,10 +131,6 @@ export function parseIntInRange(value: string, flag: string, min: number, max: n
   }
   return Number(value);
 }
-
-export const MAX_VCPUS = 32;
-export const MIN_MEM_MIB = 128;
-export const MAX_MEM_MIB = 1024 * 1024;
 
 export function parseCpu(value: string): number | 'unlimited' {
   return value === 'unlimited' ? value : parseIntInRange(value, '--cpu', 1, MAX_VCPUS);

@@ -3,7 +3,7 @@
  * SIGKILL, so a crashed fcvm never leaves a lock behind.
  */
 import { closeSync, openSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { poll } from '../util/poll.js';
 import { lastErrno, libc } from './libc.js';
 
 const LOCK_SH = 1;
@@ -64,13 +64,11 @@ export async function lockFile(
   path: string,
   options: { mode?: 'exclusive' | 'shared'; timeoutMs?: number } = {},
 ): Promise<FileLock> {
-  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
-  let delay = 1;
-  for (;;) {
-    const lock = tryLockFile(path, options.mode);
-    if (lock) return lock;
-    if (Date.now() >= deadline) throw new Error(`timed out waiting for the lock ${path}`);
-    await sleep(delay);
-    delay = Math.min(delay * 2, 25);
-  }
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  return poll(async () => tryLockFile(path, options.mode) ?? undefined, {
+    timeoutMs,
+    delayMs: 1,
+    maxDelayMs: 25,
+    onTimeout: () => new Error(`timed out waiting for the lock ${path}`),
+  });
 }

@@ -24,7 +24,15 @@ import { loadSnapshot } from '../snapshot/store.js';
 import type { VmRecord } from '../state/record.js';
 import type { CleanupStack } from './cleanup-stack.js';
 import { createCowDisk } from './disk.js';
-import { adoptVmm, attachNetwork, type BootFacts, connectAndRelay, type PreparedVm, prepareVm } from './launch.js';
+import {
+  adoptVmm,
+  attachNetwork,
+  type BootFacts,
+  connectAndRelay,
+  consoleDiagnostics,
+  type PreparedVm,
+  prepareVm,
+} from './launch.js';
 import { sweepLeftovers } from './leftovers.js';
 import { inForeground, type RunEnvironment, superviseContainer } from './run.js';
 import { snapshotRoute } from './snapshot-create.js';
@@ -143,6 +151,7 @@ export async function runClone(request: CloneRequest, env: RunEnvironment): Prom
         deadlineMs: CLONE_AGENT_DEADLINE_MS,
         restoreEpoch: Date.now(),
         restore: { entropy: randomBytes(64).toString('hex'), hostname: name },
+        diagnostics: consoleDiagnostics(prepared),
       },
       cleanup,
       signal,

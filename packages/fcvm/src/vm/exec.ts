@@ -6,13 +6,22 @@ import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { AgentClient, ttyTerminal } from '../agent/index.js';
-import type { ExecRequest } from '../cli/commands/exec.js';
 import type { DataDir } from '../data-dir.js';
 import { FcvmError, usageError } from '../errors.js';
 import type { VmRecord } from '../state/record.js';
 import type { Registry } from '../state/registry.js';
 import { RELAY_SOCKET_NAME, RELAY_TOKEN_NAME } from './launch.js';
 import { sweepLeftovers } from './leftovers.js';
+
+/** What `fcvm exec` asks the library for, after the CLI has validated every value. */
+export interface ExecRequest {
+  readonly target: { readonly pid: number } | { readonly name: string };
+  readonly command: readonly string[];
+  readonly inVm: boolean;
+  readonly interactive: boolean;
+  readonly tty: boolean;
+  readonly quiet: boolean;
+}
 
 export interface ExecEnvironment {
   readonly dataDir: DataDir;
@@ -56,7 +65,11 @@ export async function execInVm(request: ExecRequest, env: ExecEnvironment): Prom
     );
   }
   const token = readFileSync(join(vmDir, RELAY_TOKEN_NAME), 'utf8');
-  const client = await AgentClient.connect(connect(socketPath), { token, timeoutMs: 30_000 });
+  const client = await AgentClient.connect(connect(socketPath), {
+    token,
+    timeoutMs: 30_000,
+    peer: `the fcvm process that runs VM ${record.name ?? record.vm_id} (pid ${record.pid}, through its relay)`,
+  });
   const terminal = request.tty ? ttyTerminal(env.stdout) : null;
   const interactive = request.interactive || request.tty;
   const raw = terminal !== null && env.stdin.isTTY;

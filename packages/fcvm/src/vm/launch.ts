@@ -50,6 +50,8 @@ export interface LaunchedVm {
   readonly vmId: string;
   readonly vmDir: string;
   readonly consoleLogPath: string;
+  /** Where the console log is kept once the VM dir is gone (named in errors). */
+  readonly keptLogPath: string;
   readonly vm: VmHandle;
   readonly agent: AgentClient;
   readonly relay: AgentRelay;
@@ -91,6 +93,8 @@ export interface PreparedVm {
   readonly vmId: string;
   readonly vmDir: string;
   readonly consoleLogPath: string;
+  /** Where the console log is kept once the VM dir is gone (named in errors). */
+  readonly keptLogPath: string;
   readonly hypervisor: Hypervisor;
 }
 
@@ -106,7 +110,8 @@ export async function prepareVm(
   mkdirSync(vmDir, { recursive: true, mode: 0o700 });
   cleanup.defer('remove the VM directory', () => rmSync(vmDir, { recursive: true, force: true }));
   const consoleLogPath = join(vmDir, 'console.log');
-  cleanup.defer('keep the console log', () => keepLog(dataDir, consoleLogPath, `${options.name}-${vmId}.log`));
+  const keptLog = keptLogPath(dataDir, options.name, vmId);
+  cleanup.defer('keep the console log', () => keepLog(dataDir, consoleLogPath, keptLog));
 
   await registry.save({
     vm_id: vmId,
@@ -122,7 +127,7 @@ export async function prepareVm(
     },
   });
   cleanup.defer('remove the registry record', () => registry.remove(vmId));
-  return { vmId, vmDir, consoleLogPath, hypervisor };
+  return { vmId, vmDir, consoleLogPath, keptLogPath: keptLog, hypervisor };
 }
 
 /** Records the VMM in the registry (so a sweeper can end it) and stops it on cleanup. */
@@ -144,6 +149,14 @@ export async function adoptVmm(
   }));
 }
 
+export interface ConnectOptions {
+  readonly deadlineMs: number;
+  readonly restoreEpoch?: number;
+  readonly restore?: RestoreIdentity;
+  /** Where to look when the guest fails: named in the error (the kept console log). */
+  readonly diagnostics: string;
+}
+
 /**
  * The agent session (hello, with `restore` for a clone) and the relay other fcvm processes use.
  * `deadlineMs`: a cold boot needs long; a restored guest answers at once.
@@ -152,7 +165,7 @@ export async function connectAndRelay(
   vm: VmHandle,
   vmDir: string,
   token: string,
-  options: { readonly deadlineMs: number; readonly restoreEpoch?: number; readonly restore?: RestoreIdentity },
+  options: ConnectOptions,
   cleanup: CleanupStack,
   signal: AbortSignal,
 ): Promise<{ agent: AgentClient; relay: AgentRelay }> {
@@ -227,12 +240,20 @@ export async function launchVm(
     signal,
   );
   await adoptVmm(registry, prepared, vm, cleanup);
-  const { agent, relay } = await connectAndRelay(vm, vmDir, token, { deadlineMs: AGENT_DEADLINE_MS }, cleanup, signal);
+  const { agent, relay } = await connectAndRelay(
+    vm,
+    vmDir,
+    token,
+    { deadlineMs: AGENT_DEADLINE_MS, diagnostics: consoleDiagnostics(prepared) },
+    cleanup,
+    signal,
+  );
   log.info(`VM ${options.name} (${vmId}) is up: ${hypervisor.kind}, ${options.vcpus} vCPU, ${options.memoryMib} MiB`);
   return {
     vmId,
     vmDir,
     consoleLogPath,
+    keptLogPath: prepared.keptLogPath,
     vm,
     agent,
     relay,
@@ -276,13 +297,13 @@ export async function attachNetwork(
 async function connectAgent(
   vm: VmHandle,
   token: string,
-  options: { readonly deadlineMs: number; readonly restoreEpoch?: number; readonly restore?: RestoreIdentity },
+  options: ConnectOptions,
   signal: AbortSignal,
 ): Promise<AgentClient> {
   const died = vm.exited.then((exit) => {
     throw new FcvmError(
       'HYPERVISOR',
-      `The VM stopped (VMM exit ${exit.code ?? exit.signal}) before its agent answered; see the console log.`,
+      `The VM stopped (VMM exit ${exit.code ?? exit.signal}) before its agent answered; ${options.diagnostics}.`,
     );
   });
   died.catch(() => undefined); // observed only by the race below
@@ -291,7 +312,13 @@ async function connectAgent(
   signal.addEventListener('abort', onAbort, { once: true });
   try {
     return await Promise.race([
-      connectWithRetry((s) => vm.openChannel(s), { token, ...options, signal: stop.signal }),
+      connectWithRetry((s) => vm.openChannel(s), {
+        token,
+        ...options,
+        signal: stop.signal,
+        // A session that breaks or goes silent later is replaced on a fresh channel (AgentClient.attach).
+        reopen: () => vm.openChannel(),
+      }),
       died,
     ]);
   } finally {
@@ -300,10 +327,20 @@ async function connectAgent(
   }
 }
 
-function keepLog(dataDir: DataDir, source: string, name: string): void {
+/** The sentence errors about a failing guest end with. */
+export function consoleDiagnostics(prepared: Pick<PreparedVm, 'keptLogPath'>): string {
+  return `the guest's console log is kept at ${prepared.keptLogPath}`;
+}
+
+/** Where a VM's console log is kept after the VM dir is gone. */
+export function keptLogPath(dataDir: DataDir, name: string, vmId: string): string {
+  return join(dataDir.logs, `${name}-${vmId}.log`);
+}
+
+function keepLog(dataDir: DataDir, source: string, target: string): void {
   mkdirSync(dataDir.logs, { recursive: true, mode: 0o700 });
   try {
-    copyFileSync(source, join(dataDir.logs, name));
+    copyFileSync(source, target);
   } catch {
     return; // no console log was written
   }

@@ -1,6 +1,25 @@
 /** What `fcvm podman run` asks the library for, after the CLI has validated every value. */
-import type { NetworkMode, PortMapping, VolumeMapping } from '../cli/parse.js';
 import type { HypervisorChoice } from '../config.js';
+
+export const MAX_VCPUS = 32;
+export const MIN_MEM_MIB = 128;
+export const MAX_MEM_MIB = 1024 * 1024;
+
+export interface PortMapping {
+  readonly hostIp: string | null;
+  readonly hostPort: number;
+  readonly guestPort: number;
+  readonly protocol: 'tcp' | 'udp';
+}
+
+export interface VolumeMapping {
+  readonly hostPath: string;
+  readonly guestPath: string;
+  readonly readOnly: boolean;
+}
+
+export const NETWORK_MODES = ['rootless', 'bridged', 'routed'] as const;
+export type NetworkMode = (typeof NETWORK_MODES)[number];
 
 export interface RunRequest {
   readonly name: string;

@@ -8,7 +8,6 @@ import { basename, dirname } from 'node:path';
 import type { BootPlan, ExitReport } from '@fcvm/protocol';
 import { type AgentClient, RelayHostRoute, type SessionIo, ttyTerminal } from '../agent/index.js';
 import { type AssetPaths, ensureAssets, type ProgressListener } from '../assets/index.js';
-import { MAX_VCPUS } from '../cli/parse.js';
 import type { FcvmConfig } from '../config.js';
 import { type DataDir, ensureDataDir } from '../data-dir.js';
 import { FcvmError, notImplemented, usageError } from '../errors.js';
@@ -28,7 +27,7 @@ import { type HttpHealthCheck, monitorHealth } from './health-monitor.js';
 import { resolveImage } from './image-source.js';
 import { launchVm } from './launch.js';
 import { guestRamPath, sweepLeftovers } from './leftovers.js';
-import type { RunRequest } from './run-request.js';
+import { MAX_VCPUS, type RunRequest } from './run-request.js';
 import { type SnapshotSource, snapshotRoute } from './snapshot-create.js';
 
 export interface RunEnvironment {
@@ -41,6 +40,9 @@ export interface RunEnvironment {
   readonly stdout: NodeJS.WriteStream;
   readonly stderr: NodeJS.WriteStream;
 }
+
+/** How long a failed attach waits for the VMM's exit, which explains the failure better when it comes. */
+const VMM_EXIT_GRACE_MS = 2_000;
 
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 
@@ -222,6 +224,8 @@ export interface SupervisedVm {
   readonly vmId: string;
   readonly vmDir: string;
   readonly consoleLogPath: string;
+  /** Where the console log is kept once the VM dir is gone (named in errors). */
+  readonly keptLogPath: string;
   readonly vm: VmHandle;
   readonly agent: AgentClient;
   readonly cleanup: CleanupStack;
@@ -245,20 +249,7 @@ export async function superviseContainer(
   const restoreTerminal = io.terminal !== null ? enterRawMode(env.stdin) : () => {};
   cleanup.defer('restore the terminal', restoreTerminal);
 
-  const stopped = vm.exited.then((exit) => {
-    throw new FcvmError(
-      'HYPERVISOR',
-      `The VM stopped unexpectedly (VMM exit ${exit.code ?? exit.signal}); see ${launched.consoleLogPath.replace(launched.vmDir, env.dataDir.logs)}.`,
-    );
-  });
-  const aborted = new Promise<never>((_, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-  });
-  // Only the race observes these two; once it is decided, their later rejections mean nothing.
-  stopped.catch(() => undefined);
-  aborted.catch(() => undefined);
-  const exit = await Promise.race([agent.attach(io), stopped, aborted]);
+  const exit = await attachUntilExit(agent, io, vm, launched.keptLogPath, signal);
   restoreTerminal();
   healthStop.abort();
   await env.registry.update(vmId, (record) => ({
@@ -274,6 +265,38 @@ export async function superviseContainer(
   }
   await Promise.race([vm.exited, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
   return exit;
+}
+
+/**
+ * The container's exit through the agent; the VM stopping or the signal aborting end the wait with
+ * their own error. `keptLog` is where the console log will be, for the message.
+ */
+async function attachUntilExit(
+  agent: AgentClient,
+  io: SessionIo,
+  vm: VmHandle,
+  keptLog: string,
+  signal: AbortSignal,
+): Promise<ExitReport> {
+  const stopped = vm.exited.then((exit) => {
+    throw new FcvmError(
+      'HYPERVISOR',
+      `The VM stopped unexpectedly (VMM exit ${exit.code ?? exit.signal}); see ${keptLog}.`,
+    );
+  });
+  const aborted = new Promise<never>((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+  // Only the race observes these two; once it is decided, their later rejections mean nothing.
+  stopped.catch(() => undefined);
+  aborted.catch(() => undefined);
+  // A dying VMM breaks the channel a moment before its exit is seen: let the VM's own story win.
+  const attached = agent.attach(io).catch(async (err: unknown) => {
+    await Promise.race([vm.exited, new Promise((resolve) => setTimeout(resolve, VMM_EXIT_GRACE_MS).unref())]);
+    throw err;
+  });
+  return Promise.race([attached, stopped, aborted]);
 }
 
 function sessionIo(

@@ -4,27 +4,80 @@
  * rebuilding anything. `cleanup()` removes the private dir (never the shared cache).
  */
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
-import { join } from 'node:path';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { after, afterEach, before } from 'node:test';
 import { testAssets, testAssetsDataDir } from './assets.js';
 import { CLI_BUNDLE } from './cli.js';
 
 export interface VmTestEnv {
   readonly dataDir: string;
   readonly env: NodeJS.ProcessEnv;
+  /** Records a finished test; a failed one makes cleanup() keep the logs. */
+  noteResult(test: { readonly name: string; readonly passed: boolean }): void;
+  /** Removes the data dir; after a failed test it first keeps the logs (and says where). */
   cleanup(): void;
 }
+
+/** Where the logs of failed VM tests are kept (one directory per test file's data dir). */
+export const FAILED_TEST_LOGS = '/tmp/fcvm-failed-tests';
 
 export async function vmTestEnv(prefix = 'fcvm-vm-'): Promise<VmTestEnv> {
   await testAssets();
   // Short path: Unix socket paths below it must stay under 108 bytes.
   const dataDir = mkdtempSync(join('/tmp', prefix));
   symlinkSync(testAssetsDataDir().assets, join(dataDir, 'assets'));
+  const debugLog = join(dataDir, 'fcvm-debug.log');
+  const failed: string[] = [];
   return {
     dataDir,
-    env: { ...process.env, FCVM_DATA_DIR: dataDir, FCVM_LOG: 'info' },
-    cleanup: () => rmSync(dataDir, { recursive: true, force: true }),
+    env: { ...process.env, FCVM_DATA_DIR: dataDir, FCVM_LOG: 'info', FCVM_DEBUG_LOG: debugLog },
+    noteResult: (test) => {
+      if (!test.passed) failed.push(test.name);
+    },
+    cleanup: () => {
+      if (failed.length > 0) keepLogs(dataDir, debugLog, failed);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
   };
+}
+
+/**
+ * The VM test environment as hooks of the enclosing describe(): created before its tests, results
+ * noted after each, logs kept and everything removed after all. Returns the accessor.
+ */
+export function useVmTestEnv(prefix?: string): () => VmTestEnv {
+  let env: VmTestEnv | undefined;
+  before(async () => {
+    env = await vmTestEnv(prefix);
+  });
+  afterEach((test) => env?.noteResult(testResult(test)));
+  after(() => env?.cleanup());
+  return () => {
+    if (env === undefined) throw new Error('the VM test environment is not ready (used outside a test?)');
+    return env;
+  };
+}
+
+/** A finished test's name and outcome (`passed` is on the context since Node 20.16; older types lack it). */
+export function testResult(test: { readonly name: string }): { name: string; passed: boolean } {
+  return { name: test.name, passed: (test as { passed?: boolean }).passed !== false };
+}
+
+/** Copies fcvm's debug log, the kept console logs and those of VMs still in vms/ out of the data dir. */
+function keepLogs(dataDir: string, debugLog: string, failed: readonly string[]): void {
+  const target = join(FAILED_TEST_LOGS, basename(dataDir));
+  mkdirSync(target, { recursive: true });
+  if (existsSync(debugLog)) cpSync(debugLog, join(target, 'fcvm-debug.log'));
+  if (existsSync(join(dataDir, 'logs'))) cpSync(join(dataDir, 'logs'), join(target, 'logs'), { recursive: true });
+  const vms = join(dataDir, 'vms');
+  for (const vmId of existsSync(vms) ? readdirSync(vms) : []) {
+    const consoleLog = join(vms, vmId, 'console.log');
+    if (existsSync(consoleLog)) cpSync(consoleLog, join(target, `console-${vmId}.log`));
+  }
+  process.stderr.write(
+    `VM test(s) failed (${failed.join('; ')}): fcvm's debug log and the VMs' console logs are kept in ${target}\n`,
+  );
 }
 
 export interface RunningFcvm {

@@ -1,19 +1,11 @@
 import { basename } from 'node:path';
 import { Command } from 'commander';
 import { usageError } from '../../errors.js';
-import { execInVm } from '../../vm/exec.js';
+import { getLogLevel, setLogLevel } from '../../log.js';
+import { type ExecRequest, execInVm } from '../../vm/exec.js';
 import { defineAction } from '../action.js';
 import type { CliContext } from '../context.js';
 import { parseName, parsePid } from '../parse.js';
-
-export interface ExecRequest {
-  readonly target: { readonly pid: number } | { readonly name: string };
-  readonly command: readonly string[];
-  readonly inVm: boolean;
-  readonly interactive: boolean;
-  readonly tty: boolean;
-  readonly quiet: boolean;
-}
 
 interface RawOptions {
   pid?: number;
@@ -35,11 +27,13 @@ export function execCommand(getContext: () => CliContext): Command {
     .option('-c, --shell', 'run the command through sh -c')
     .option('-i, --interactive', 'forward stdin')
     .option('-t, --tty', 'allocate a terminal (implies -q)')
-    .option('-q, --quiet', "suppress fcvm's own messages")
+    .option('-q, --quiet', "fcvm's own messages: errors only (the command's output is untouched)")
     .passThroughOptions();
 
   return defineAction(command, async (argv: string[], raw: RawOptions) => {
     const request = toExecRequest(argv, raw, process.stdin.isTTY === true);
+    // A terminal session (or -q) shows only the command: fcvm's notices would land in its screen.
+    if (request.quiet && ['warn', 'info'].includes(getLogLevel())) setLogLevel('error');
     const context = getContext();
     return execInVm(request, {
       dataDir: context.dataDir,

@@ -12,6 +12,7 @@ import {
   type PortMapping,
   parseCpu,
   parseEnvList,
+  parseExistingFile,
   parseLabel,
   parseMap,
   parseMem,
@@ -97,7 +98,9 @@ export function podmanRunCommand(getContext: () => CliContext): Command {
     .option('--rootfs-size <size>', 'minimum free space on the root disk, e.g. 10G', (v) =>
       parseSize(v, '--rootfs-size'),
     )
-    .option('--kernel <path>', 'boot this kernel instead of the one fcvm set up')
+    .option('--kernel <path>', 'boot this kernel instead of the one fcvm set up', (v) =>
+      parseExistingFile(v, '--kernel'),
+    )
     .passThroughOptions();
 
   return defineAction(command, async (image: string, trailing: string[], raw: RawOptions) => {

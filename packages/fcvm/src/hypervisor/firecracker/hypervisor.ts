@@ -20,7 +20,7 @@ import {
   snapshotLoadBody,
   vsockBody,
 } from './api-bodies.js';
-import { type CallOptions, FirecrackerApiError } from './api-client.js';
+import { type CallOptions, type FirecrackerApiClient, FirecrackerApiError } from './api-client.js';
 import { RESOURCE_ID_PATTERN, TAP_NAME_MAX } from './api-schemas.js';
 import {
   API_SOCKET_NAME,
@@ -186,15 +186,7 @@ export class FirecrackerHypervisor implements Hypervisor {
       throw err;
     }
     log.debug(`VM ${spec.vmId}: firecracker ${vmm.pid} booted (v${formatVersion(this.version)})`);
-    return new FirecrackerVm(vmm, client, {
-      vmId: spec.vmId,
-      vmDir: spec.vmDir,
-      memoryMib: spec.memoryMib,
-      hasMetadataService: spec.net !== null,
-      vsockPath,
-      paused: false,
-      swapScope,
-    });
+    return vmHandle(vmm, client, spec, { vsockPath, swapScope, paused: false });
   }
 
   async restore(spec: RestoreSpec, signal?: AbortSignal): Promise<VmHandle> {
@@ -211,27 +203,11 @@ export class FirecrackerHypervisor implements Hypervisor {
     const metadata =
       spec.net && spec.metadata !== undefined && spec.metadata !== null ? toMmdsContents(spec.metadata) : null;
     const vsockPath = join(spec.vmDir, VSOCK_SOCKET_NAME);
-    const canMoveVsock = supports(this.version, 'vsockOverride');
-    const canMoveTap = supports(this.version, 'networkOverrides');
-    if (!canMoveVsock) {
-      log.debug(
-        `Firecracker ${formatVersion(this.version)} restores vsock on the path recorded in the snapshot; ${vsockPath} must be that path`,
-      );
-    }
     // The vsock path (ours, or the snapshot's) must not exist when the load binds it.
     removeSocket(vsockPath);
     // Disks are re-pointed to the clone's own files after the load; the guest must not run before.
     const resumeOnLoad = spec.resume && spec.disks.length === 0;
-    const body = snapshotLoadBody(this.version, {
-      vmstatePath: spec.vmstatePath,
-      memory: spec.memory,
-      trackDirtyPages: spec.trackDirtyPages,
-      resume: resumeOnLoad,
-      ...(spec.net && canMoveTap
-        ? { networkOverrides: [{ ifaceId: GUEST_IFACE_ID, tapDevice: spec.net.tapDevice }] }
-        : {}),
-      ...(canMoveVsock ? { vsockUdsPath: vsockPath } : {}),
-    });
+    const body = this.snapshotLoad(spec, vsockPath, resumeOnLoad);
 
     const { vmm, client } = await this.start(spec, signal);
     let swapScope: SwapScope | null = null;
@@ -274,14 +250,31 @@ export class FirecrackerHypervisor implements Hypervisor {
       throw err;
     }
     log.debug(`VM ${spec.vmId}: firecracker ${vmm.pid} restored from ${spec.vmstatePath}`);
-    return new FirecrackerVm(vmm, client, {
-      vmId: spec.vmId,
-      vmDir: spec.vmDir,
-      memoryMib: spec.memoryMib,
-      hasMetadataService: spec.net !== null,
-      vsockPath,
-      paused: !spec.resume,
-      swapScope,
+    return vmHandle(vmm, client, spec, { vsockPath, swapScope, paused: !spec.resume });
+  }
+
+  /** The snapshot load request: vsock and tap moved to the clone's where this Firecracker can. */
+  private snapshotLoad(
+    spec: RestoreSpec,
+    vsockPath: string,
+    resumeOnLoad: boolean,
+  ): ReturnType<typeof snapshotLoadBody> {
+    const canMoveVsock = supports(this.version, 'vsockOverride');
+    const canMoveTap = supports(this.version, 'networkOverrides');
+    if (!canMoveVsock) {
+      log.debug(
+        `Firecracker ${formatVersion(this.version)} restores vsock on the path recorded in the snapshot; ${vsockPath} must be that path`,
+      );
+    }
+    return snapshotLoadBody(this.version, {
+      vmstatePath: spec.vmstatePath,
+      memory: spec.memory,
+      trackDirtyPages: spec.trackDirtyPages,
+      resume: resumeOnLoad,
+      ...(spec.net && canMoveTap
+        ? { networkOverrides: [{ ifaceId: GUEST_IFACE_ID, tapDevice: spec.net.tapDevice }] }
+        : {}),
+      ...(canMoveVsock ? { vsockUdsPath: vsockPath } : {}),
     });
   }
 
@@ -292,4 +285,20 @@ export class FirecrackerHypervisor implements Hypervisor {
     removeSocket(vsockPath);
     await swapScope?.release();
   }
+}
+
+/** The handle of a Firecracker process that booted or restored a VM. */
+function vmHandle(
+  vmm: FirecrackerProcess,
+  client: FirecrackerApiClient,
+  spec: Pick<VmSpec, 'vmId' | 'vmDir' | 'memoryMib' | 'net'>,
+  state: { vsockPath: string; swapScope: SwapScope | null; paused: boolean },
+): VmHandle {
+  return new FirecrackerVm(vmm, client, {
+    vmId: spec.vmId,
+    vmDir: spec.vmDir,
+    memoryMib: spec.memoryMib,
+    hasMetadataService: spec.net !== null,
+    ...state,
+  });
 }

@@ -12,9 +12,9 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { errnoCode, FcvmError } from '../../errors.js';
 import { log } from '../../log.js';
+import { poll } from '../../util/poll.js';
 import type { VmExit } from '../types.js';
 import { FirecrackerApiClient } from './api-client.js';
 import { isTransportFailure } from './api-transport.js';
@@ -253,27 +253,32 @@ export async function startFirecrackerProcess(
 
 async function waitForApi(vmm: FirecrackerProcess, client: FirecrackerApiClient, options: StartOptions) {
   const waitMs = options.socketWaitMs ?? DEFAULT_SOCKET_WAIT_MS;
-  const deadline = Date.now() + waitMs;
   let lastError: unknown;
-  while (Date.now() < deadline) {
-    if (options.signal?.aborted) {
-      throw new FcvmError('HYPERVISOR', `Starting Firecracker for VM ${vmm.vmId} was cancelled.`);
-    }
-    if (!vmm.running) throw vmm.deadError('start-up, before its API socket appeared');
-    if (existsSync(vmm.apiSocketPath)) {
-      try {
-        await client.describeInstance({ timeoutMs: Math.max(100, deadline - Date.now()), signal: options.signal });
-        return;
-      } catch (err) {
-        // Bound but not yet accepting, or the process died meanwhile: the loop decides.
-        lastError = err;
+  await poll(
+    async (remainingMs) => {
+      if (options.signal?.aborted) {
+        throw new FcvmError('HYPERVISOR', `Starting Firecracker for VM ${vmm.vmId} was cancelled.`);
       }
-    }
-    await sleep(SOCKET_POLL_MS);
-  }
-  throw new FcvmError(
-    'HYPERVISOR',
-    `Firecracker for VM ${vmm.vmId} did not open its API socket ${vmm.apiSocketPath} within ${waitMs / 1000} s; its output is in ${vmm.consoleLogPath}.`,
-    { cause: lastError },
+      if (!vmm.running) throw vmm.deadError('start-up, before its API socket appeared');
+      if (!existsSync(vmm.apiSocketPath)) return undefined;
+      try {
+        await client.describeInstance({ timeoutMs: Math.max(100, remainingMs), signal: options.signal });
+        return true;
+      } catch (err) {
+        // Bound but not yet accepting, or the process died meanwhile: the next round decides.
+        lastError = err;
+        return undefined;
+      }
+    },
+    {
+      timeoutMs: waitMs,
+      delayMs: SOCKET_POLL_MS,
+      onTimeout: () =>
+        new FcvmError(
+          'HYPERVISOR',
+          `Firecracker for VM ${vmm.vmId} did not open its API socket ${vmm.apiSocketPath} within ${waitMs / 1000} s; its output is in ${vmm.consoleLogPath}.`,
+          { cause: lastError },
+        ),
+    },
   );
 }

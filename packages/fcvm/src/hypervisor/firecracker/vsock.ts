@@ -8,8 +8,8 @@
  * the VM is paused or still booting it closes it after 2 s. Both are "try again later".
  */
 import { connect, type Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { errnoCode, FcvmError } from '../../errors.js';
+import { poll } from '../../util/poll.js';
 
 const MAX_REPLY_BYTES = 64;
 
@@ -127,30 +127,41 @@ export interface ChannelRetryOptions {
 
 /** Retries with back-off while the guest is not listening yet (booting, just resumed). */
 export async function connectWithRetry(udsPath: string, port: number, options: ChannelRetryOptions): Promise<Socket> {
-  const deadline = Date.now() + options.totalTimeoutMs;
-  let delay = 50;
   let lastError: VsockConnectError | undefined;
-  for (;;) {
-    const gone = options.vmGone?.();
-    if (gone) throw gone;
-    const remaining = deadline - Date.now();
-    if (remaining <= 0) break;
-    try {
-      return await connectHybridVsock(udsPath, port, { timeoutMs: Math.min(remaining, 3000), signal: options.signal });
-    } catch (err) {
-      if (!(err instanceof VsockConnectError) || err.failure === 'aborted' || err.failure === 'bad-reply') throw err;
-      lastError = err;
-    }
-    try {
-      await sleep(Math.min(delay, Math.max(0, deadline - Date.now())), undefined, { signal: options.signal });
-    } catch (err) {
+  try {
+    return await poll(
+      async (remainingMs) => {
+        const gone = options.vmGone?.();
+        if (gone) throw gone;
+        try {
+          return await connectHybridVsock(udsPath, port, {
+            timeoutMs: Math.min(remainingMs, 3000),
+            signal: options.signal,
+          });
+        } catch (err) {
+          if (!(err instanceof VsockConnectError) || err.failure === 'aborted' || err.failure === 'bad-reply')
+            throw err;
+          lastError = err;
+          return undefined;
+        }
+      },
+      {
+        timeoutMs: options.totalTimeoutMs,
+        delayMs: 50,
+        maxDelayMs: 500,
+        signal: options.signal,
+        onTimeout: () =>
+          new FcvmError(
+            'HYPERVISOR',
+            `The guest agent did not accept a connection on vsock port ${port} within ${options.totalTimeoutMs / 1000} s.`,
+            { cause: lastError },
+          ),
+      },
+    );
+  } catch (err) {
+    if (options.signal?.aborted && !(err instanceof VsockConnectError)) {
       throw new VsockConnectError('aborted', `Connecting to guest vsock port ${port} was cancelled.`, err);
     }
-    delay = Math.min(delay * 2, 500);
+    throw err;
   }
-  throw new FcvmError(
-    'HYPERVISOR',
-    `The guest agent did not accept a connection on vsock port ${port} within ${options.totalTimeoutMs / 1000} s.`,
-    { cause: lastError },
-  );
 }

@@ -9,6 +9,7 @@
 import { AGENT_PORT_NAME } from '@fcvm/protocol';
 import { FcvmError } from '../../errors.js';
 import type { DiskSpec, NetSpec, VmSpec } from '../types.js';
+import type { TscFrequency } from './host-clock.js';
 
 /** How guest RAM is backed. */
 export type GuestMemory =
@@ -32,14 +33,19 @@ export interface QemuMachine
   > {
   readonly memory: GuestMemory;
   readonly accel: Accelerator;
-  /** Host TSC kHz for `tsc_early_khz=`; null leaves the kernel to calibrate (unsafe under TCG). */
-  readonly tscKhz: number | null;
+  /** Host TSC rate for `tsc_early_khz=`; null leaves the kernel to calibrate (unsafe under TCG). */
+  readonly tsc: TscFrequency | null;
   readonly qmpSocketPath: string;
   readonly agentSocketPath: string;
   /** Not on the command line: the socket the migration stream passes through during snapshots and restores. */
   readonly migrationSocketPath: string;
   /** `paused`: CPUs held (`-S`) until QMP `cont`. `incoming`: wait for a migration stream (`-incoming defer`). */
   readonly start: 'paused' | 'incoming';
+}
+
+/** Every socket QEMU creates for a machine (removed when the VM ends). */
+export function machineSockets(machine: QemuMachine): string[] {
+  return [machine.qmpSocketPath, machine.agentSocketPath, machine.migrationSocketPath];
 }
 
 /** QEMU option values separate keys with commas; a literal comma is written twice. */
@@ -52,16 +58,17 @@ function hasParam(cmdline: string, name: string): boolean {
 }
 
 /** The guest kernel command line: the caller's, plus what this backend needs unless the caller set it. */
-export function kernelCommandLine(bootArgs: string, tscKhz: number | null): string {
+export function kernelCommandLine(bootArgs: string, tsc: TscFrequency | null): string {
   const words = [bootArgs.trim()];
   // microvm's only console is the ISA serial port.
   if (!hasParam(bootArgs, 'console')) words.push('console=ttyS0');
   // A panicking guest reboots at once, and -no-reboot turns that into a QEMU exit instead of a hang.
   if (!hasParam(bootArgs, 'panic')) words.push('panic=-1');
-  if (tscKhz !== null && !hasParam(bootArgs, 'tsc_early_khz')) words.push(`tsc_early_khz=${tscKhz}`);
+  if (tsc !== null && !hasParam(bootArgs, 'tsc_early_khz')) words.push(`tsc_early_khz=${tsc.khz}`);
   // Under emulation the guest otherwise marks its TSC unstable and keeps time with jiffies, which
-  // lost over a second in 8 s on a busy host; the emulated TSC follows the host clock.
-  if (tscKhz !== null && !hasParam(bootArgs, 'tsc')) words.push('tsc=reliable');
+  // lost over a second in 8 s on a busy host; the emulated TSC follows the host's. Only with the
+  // exact rate: a wrong one would make the guest clock run fast or slow (host-clock.ts).
+  if (tsc?.exact === true && !hasParam(bootArgs, 'tsc')) words.push('tsc=reliable');
   return words.filter((word) => word !== '').join(' ');
 }
 
@@ -148,7 +155,7 @@ export function qemuArgs(machine: QemuMachine): string[] {
     machine.kernelPath,
     ...(machine.initrdPath === null ? [] : ['-initrd', machine.initrdPath]),
     '-append',
-    kernelCommandLine(machine.bootArgs, machine.tscKhz),
+    kernelCommandLine(machine.bootArgs, machine.tsc),
     '-chardev',
     `file,id=console,path=${escapeOptionValue(machine.consoleLogPath)},append=on`,
     '-serial',

@@ -10,11 +10,11 @@ import { FcvmError } from '../../errors.js';
 import { log } from '../../log.js';
 import type { Capabilities, Hypervisor, RestoreSpec, VmHandle, VmSpec } from '../types.js';
 import type { Accelerator, GuestMemory, QemuMachine } from './command-line.js';
-import { hostTscKhz } from './host-clock.js';
+import { hostTscFrequency, type TscFrequency } from './host-clock.js';
 import { createMemoryFile, inspectSavedMemory } from './memory-file.js';
 import { loadVmState } from './migration.js';
 import { DEFAULT_QEMU_BINARY, kvmUsable, probeQemu } from './probe.js';
-import { startQemuVm } from './qemu-vm.js';
+import { qemuCapabilities, startQemuVm } from './qemu-vm.js';
 
 export { DEFAULT_QEMU_BINARY, MIN_QEMU_VERSION, probeQemu, type QemuProbe } from './probe.js';
 
@@ -47,7 +47,7 @@ class QemuHypervisor implements Hypervisor {
   constructor(
     private readonly binary: string,
     private readonly accel: Accelerator,
-    private readonly tscKhz: number | null,
+    private readonly tsc: TscFrequency | null,
     readonly capabilities: Capabilities,
   ) {}
 
@@ -64,7 +64,7 @@ class QemuHypervisor implements Hypervisor {
       consoleLogPath: spec.consoleLogPath,
       memory,
       accel: this.accel,
-      tscKhz: this.tscKhz,
+      tsc: this.tsc,
       qmpSocketPath: socketPath(spec.vmDir, 'qmp.sock'),
       agentSocketPath: socketPath(spec.vmDir, 'agent.sock'),
       migrationSocketPath: socketPath(spec.vmDir, 'migration.sock'),
@@ -146,19 +146,13 @@ export async function createQemu(options: QemuOptions = {}): Promise<Hypervisor>
   }
   const accel: Accelerator = requested === 'kvm' ? 'kvm' : kvm ? 'kvm-or-tcg' : 'tcg';
   // Needed under TCG (see host-clock.ts) and harmless under KVM, where it only skips a calibration.
-  const tscKhz = hostTscKhz();
-  if (tscKhz === null && accel !== 'kvm') {
-    log.warn('No "cpu MHz" in /proc/cpuinfo: guests under TCG may hang while calibrating their clock.');
+  const tsc = hostTscFrequency();
+  if (tsc === null && accel !== 'kvm') {
+    log.warn('The host TSC rate is unknown: guests under TCG may hang while calibrating their clock.');
+  } else if (tsc !== null && !tsc.exact) {
+    log.debug(`host TSC rate unknown; booting with the current clock speed ${tsc.khz} kHz and no tsc=reliable`);
   }
   log.debug(`qemu backend: ${probe.binary} ${probe.version.text}, accel ${accel}`);
-  return new QemuHypervisor(probe.binary, accel, tscKhz, {
-    uffdRestore: false,
-    diffSnapshots: false,
-    metadataService: false,
-    channel: 'virtio-serial',
-    // The per-VM handle reports what QEMU actually got (query-kvm); this is the expectation.
-    hardwareAccelerated: kvm,
-    diskFormats: ['raw', 'qcow2'],
-    kernelFormat: 'bzimage',
-  });
+  // The per-VM handle reports what QEMU actually got (query-kvm); this is the expectation.
+  return new QemuHypervisor(probe.binary, accel, tsc, qemuCapabilities(kvm));
 }

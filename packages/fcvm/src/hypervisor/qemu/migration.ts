@@ -17,9 +17,9 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import net from 'node:net';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { FcvmError } from '../../errors.js';
+import { poll } from '../../util/poll.js';
 import type { QmpClient } from './qmp-client.js';
 
 const migrateInfoSchema = z.object({ status: z.string().optional(), 'error-desc': z.string().optional() });
@@ -54,18 +54,19 @@ async function pollUntil(what: string, options: MigrationOptions, done: () => Pr
   void options.processExited.then(() => {
     exited = true;
   });
-  const deadline = Date.now() + options.timeoutMs;
-  for (;;) {
-    if (exited) throw new FcvmError('HYPERVISOR', `QEMU exited during ${what}.`);
-    if (await done()) return;
-    if (Date.now() >= deadline) {
-      throw new FcvmError(
-        'HYPERVISOR',
-        `QEMU did not finish ${what} within ${Math.round(options.timeoutMs / 1000)} s.`,
-      );
-    }
-    await sleep(10, undefined, { signal: options.signal });
-  }
+  await poll(
+    async () => {
+      if (exited) throw new FcvmError('HYPERVISOR', `QEMU exited during ${what}.`);
+      return (await done()) ? true : undefined;
+    },
+    {
+      timeoutMs: options.timeoutMs,
+      delayMs: 10,
+      signal: options.signal,
+      onTimeout: () =>
+        new FcvmError('HYPERVISOR', `QEMU did not finish ${what} within ${Math.round(options.timeoutMs / 1000)} s.`),
+    },
+  );
 }
 
 /** Listens on `socketPath` and writes the first connection's bytes to `file`; settles once they are on disk. */

@@ -17,7 +17,7 @@ import { disableSwap, type SwapScope } from '../../cgroup/swap-scope.js';
 import { errnoCode, FcvmError, isFcvmError } from '../../errors.js';
 import { log } from '../../log.js';
 import type { Capabilities, SnapshotFiles, SnapshotTarget, VmExit, VmHandle } from '../types.js';
-import { type QemuMachine, qemuArgs } from './command-line.js';
+import { machineSockets, type QemuMachine, qemuArgs } from './command-line.js';
 import { copyMemoryFile } from './memory-file.js';
 import { queryStatus, saveVmState } from './migration.js';
 import { launchQemu, logTail, type RunningQemu } from './qemu-process.js';
@@ -78,8 +78,7 @@ export class QemuVm implements VmHandle {
 
   private async cleanUp(): Promise<void> {
     this.qmp.close();
-    const { qmpSocketPath, agentSocketPath, migrationSocketPath } = this.machine;
-    for (const socket of [qmpSocketPath, agentSocketPath, migrationSocketPath]) {
+    for (const socket of machineSockets(this.machine)) {
       try {
         await rm(socket, { force: true });
       } catch (err) {
@@ -213,8 +212,7 @@ async function abandon(running: RunningQemu, qmp: QmpClient | undefined, machine
     if (errnoCode(err) !== 'ESRCH') throw err;
   }
   await running.exited;
-  const sockets = [machine.qmpSocketPath, machine.agentSocketPath, machine.migrationSocketPath];
-  await Promise.all(sockets.map((socket) => rm(socket, { force: true })));
+  await Promise.all(machineSockets(machine).map((socket) => rm(socket, { force: true })));
 }
 
 /**
@@ -247,16 +245,7 @@ export async function startQemuVm(
       for (const warning of swapScope.warnings) log.warn(warning);
     }
     const kvm = kvmSchema.parse(await qmp.execute('query-kvm'));
-    const capabilities: Capabilities = {
-      uffdRestore: false,
-      diffSnapshots: false,
-      metadataService: false,
-      channel: 'virtio-serial',
-      hardwareAccelerated: kvm.enabled,
-      diskFormats: ['raw', 'qcow2'],
-      kernelFormat: 'bzimage',
-    };
-    const vm = new QemuVm(capabilities, machine, running, qmp, swapScope);
+    const vm = new QemuVm(qemuCapabilities(kvm.enabled), machine, running, qmp, swapScope);
     await setUp(vm, qmp);
     log.debug(`QEMU ${running.pid} runs VM ${machine.vmId} (${kvm.enabled ? 'KVM' : 'TCG'})`);
     return vm;
@@ -277,4 +266,17 @@ export async function startQemuVm(
       { cause: err, context: { vmId: machine.vmId, logTail: tail } },
     );
   }
+}
+
+/** What the QEMU backend can do; `hardwareAccelerated` is expected at selection and known once QEMU runs. */
+export function qemuCapabilities(hardwareAccelerated: boolean): Capabilities {
+  return {
+    uffdRestore: false,
+    diffSnapshots: false,
+    metadataService: false,
+    channel: 'virtio-serial',
+    hardwareAccelerated,
+    diskFormats: ['raw', 'qcow2'],
+    kernelFormat: 'bzimage',
+  };
 }

@@ -7,11 +7,11 @@ import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { AGENT_AUTHORITY, type BootPlan, PROTOCOL_VERSION, Route, startHostChannel } from '@fcvm/protocol';
+import { AGENT_AUTHORITY, PROTOCOL_VERSION, Route, startHostChannel } from '@fcvm/protocol';
 import { AgentClient } from '../../../src/agent/agent-client.js';
 import { wireCodeOf } from '../../../src/agent/agent-error.js';
 import { isFcvmError } from '../../../src/errors.js';
-import { AgentFixture, captureIo, stdinOf, TestTerminal } from './agent-harness.js';
+import { AgentFixture, captureIo, planFor, stdinOf, TestTerminal } from './agent-harness.js';
 
 function processAlive(pid: number): boolean {
   try {
@@ -186,24 +186,6 @@ describe('exec in the VM', { timeout: 30_000 }, () => {
     });
   });
 });
-
-function planFor(command: string[], options: Partial<BootPlan> = {}): BootPlan {
-  return {
-    hostname: 'test-vm',
-    image: { kind: 'archive', format: 'docker-archive', path: '/run/fcvm/image.tar' },
-    imageReference: 'localhost/fcvm-busybox',
-    command,
-    env: {},
-    user: null,
-    workdir: null,
-    tty: false,
-    interactive: false,
-    network: { kind: 'none' },
-    hostTimeMs: Date.now(),
-    ntpSources: [],
-    ...options,
-  };
-}
 
 describe('container run session', { timeout: 60_000 }, () => {
   test('output streams stay apart, the exit code comes back, poweroff ends the agent', async (t) => {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import type { TerminalSize } from '@fcvm/protocol';
+import type { BootPlan, TerminalSize } from '@fcvm/protocol';
 import { AgentClient, type ConnectOptions } from '../../../src/agent/agent-client.js';
 import type { LocalTerminal, SessionIo } from '../../../src/agent/session-io.js';
 
@@ -77,7 +77,13 @@ export class AgentFixture {
     return client;
   }
 
+  /** Sends a signal to the agent process (SIGSTOP makes it a silent peer). */
+  signal(signal: NodeJS.Signals): void {
+    this.process?.kill(signal);
+  }
+
   async dispose(): Promise<void> {
+    this.process?.kill('SIGCONT');
     for (const client of this.clients) client.destroy();
     for (const socket of this.sockets) socket.destroy();
     if (this.process !== null && this.process.exitCode === null && this.process.signalCode === null) {
@@ -150,4 +156,23 @@ export class TestTerminal implements LocalTerminal {
 
 export function stdinOf(text: string): Readable {
   return Readable.from([Buffer.from(text)]);
+}
+
+/** A plan for the host agent, whose container runtime runs `command` on this host. */
+export function planFor(command: string[], options: Partial<BootPlan> = {}): BootPlan {
+  return {
+    hostname: 'test-vm',
+    image: { kind: 'archive', format: 'docker-archive', path: '/run/fcvm/image.tar' },
+    imageReference: 'localhost/fcvm-busybox',
+    command,
+    env: {},
+    user: null,
+    workdir: null,
+    tty: false,
+    interactive: false,
+    network: { kind: 'none' },
+    hostTimeMs: Date.now(),
+    ntpSources: [],
+    ...options,
+  };
 }

@@ -3,6 +3,8 @@
  * trace and nothing on stdout.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runCliAsync, tempDataDir } from '../../helpers/cli.js';
 
@@ -64,6 +66,8 @@ const cases: Array<[string, string[], RegExp]> = [
     ['podman', 'run', '--name', 'web', '--bogus', 'img'],
     /unknown option '--bogus'.*fcvm podman run --help/i,
   ],
+  ['kernel that does not exist', ['podman', 'run', '--name', 'web', '--kernel', '/nonexistent', 'img'], /no such file/],
+  ['kernel that is a directory', ['podman', 'run', '--name', 'web', '--kernel', '/tmp', 'img'], /not a regular file/],
   ['exec without target', ['exec', '--', 'ls'], /--pid PID or --name NAME/],
   ['exec with both targets', ['exec', '--pid', '5', '--name', 'web', '--', 'ls'], /not both/],
   ['exec bad pid', ['exec', '--pid', 'abc', '--', 'ls'], /Invalid --pid 'abc'/],
@@ -104,6 +108,31 @@ describe('invalid command lines exit 2 with one clear sentence', () => {
       assert.match(lines[0] ?? '', /^fcvm: /);
       assert.match(lines[0] ?? '', expected);
       assert.doesNotMatch(result.stderr, /\bat .+:\d+:\d+\)?$/m, 'no stack trace');
+    });
+  }
+});
+
+describe('a data directory that cannot be one exits 2 with one sentence', () => {
+  let data: ReturnType<typeof tempDataDir>;
+  before(() => {
+    data = tempDataDir();
+  });
+  after(() => data.cleanup());
+
+  for (const [title, relative] of [
+    ['FCVM_DATA_DIR naming a file', 'a-file'],
+    ['FCVM_DATA_DIR below a file', 'a-file/data'],
+  ] as const) {
+    test(title, async () => {
+      writeFileSync(join(data.path, 'a-file'), 'not a directory');
+      const result = await runCliAsync(['ls'], { FCVM_DATA_DIR: join(data.path, relative) });
+      assert.equal(result.status, 2, result.stderr);
+      assert.equal(result.stdout, '');
+      assert.match(
+        result.stderr.trim(),
+        /^fcvm: The data directory cannot be used: .*a-file.* is a file\. Point FCVM_DATA_DIR/,
+      );
+      assert.equal(result.stderr.trim().split('\n').length, 1);
     });
   }
 });

@@ -6,7 +6,7 @@ import {
   type QemuMachine,
   qemuArgs,
 } from '../../../../src/hypervisor/qemu/command-line.js';
-import { parseCpuMhzAsKhz } from '../../../../src/hypervisor/qemu/host-clock.js';
+import { parseCpuMhzAsKhz, parseKernelLogTscKhz } from '../../../../src/hypervisor/qemu/host-clock.js';
 import {
   cpuHasVirtualization,
   isSupportedQemuVersion,
@@ -29,7 +29,7 @@ const machine: QemuMachine = {
   consoleLogPath: '/vm/console.log',
   memory: { kind: 'file', path: '/vm/memory', shared: true },
   accel: 'kvm-or-tcg',
-  tscKhz: 2095993,
+  tsc: { khz: 2095993, exact: true },
   qmpSocketPath: '/vm/qmp.sock',
   agentSocketPath: '/vm/agent.sock',
   migrationSocketPath: '/vm/migration.sock',
@@ -105,10 +105,12 @@ test('a malformed MAC is refused rather than spliced into the NIC options', () =
 
 test('kernel command line: the caller wins where it set a parameter itself', () => {
   assert.equal(
-    kernelCommandLine('console=hvc0 panic=5 tsc_early_khz=1 tsc=unstable', 2000),
+    kernelCommandLine('console=hvc0 panic=5 tsc_early_khz=1 tsc=unstable', { khz: 2000, exact: true }),
     'console=hvc0 panic=5 tsc_early_khz=1 tsc=unstable',
   );
   assert.equal(kernelCommandLine('', null), 'console=ttyS0 panic=-1');
+  // The current clock speed gets the boot past calibration, but the guest must not trust its TSC by it.
+  assert.equal(kernelCommandLine('', { khz: 2000, exact: false }), 'console=ttyS0 panic=-1 tsc_early_khz=2000');
 });
 
 test('escaping: QEMU option values double their commas', () => {
@@ -139,6 +141,11 @@ test('launcher: parent-death signal first, then the namespace, then QEMU', () =>
 test('host facts: TSC kHz, virtualisation flags, QEMU version', () => {
   assert.equal(parseCpuMhzAsKhz('processor\t: 0\ncpu MHz\t\t: 2095.993\n'), 2095993);
   assert.equal(parseCpuMhzAsKhz('processor\t: 0\n'), null);
+  const boot = '[    0.000057] tsc: Detected 2596.138 MHz processor\n[    1.1] clocksource: tsc-early: mask\n';
+  assert.equal(parseKernelLogTscKhz(boot), 2596138);
+  const refined = `${boot}[    2.5] tsc: Refined TSC clocksource calibration: 2596.021 MHz\n`;
+  assert.equal(parseKernelLogTscKhz(refined), 2596021, 'the refined calibration wins');
+  assert.equal(parseKernelLogTscKhz('[ 0.0] Linux version 6.1\n'), null);
   assert.equal(cpuHasVirtualization('flags\t\t: fpu vme svm sse\n'), true);
   assert.equal(cpuHasVirtualization('flags\t\t: fpu vme sse\nvmx flags\t: none\n'), false);
   const version = parseQemuVersion('QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright');

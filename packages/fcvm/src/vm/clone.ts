@@ -162,6 +162,7 @@ export async function runClone(request: CloneRequest, env: RunEnvironment): Prom
       RelayHostRoute.Snapshot,
       snapshotRoute(env.dataDir, {
         vm,
+        agent,
         vmId: prepared.vmId,
         vmName: name,
         boot,

@@ -174,6 +174,7 @@ async function bootAndRun(
     RelayHostRoute.Snapshot,
     snapshotRoute(env.dataDir, {
       vm,
+      agent,
       vmId,
       vmName: request.name,
       boot: launched.boot,

@@ -42,6 +42,8 @@ const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$/;
 /** What the owner knows about its VM that a snapshot must keep. */
 export interface SnapshotSource {
   readonly vm: VmHandle;
+  /** The owner's agent session: its liveness watch is suspended while the VM is paused on purpose. */
+  readonly agent: Pick<AgentClient, 'suspendLiveness'>;
   readonly vmId: string;
   readonly vmName: string;
   readonly boot: BootFacts;
@@ -110,6 +112,7 @@ async function captureWhilePaused(
   if (rootDisk === undefined) throw new FcvmError('INTERNAL', `VM ${source.vmName} has no root disk.`);
   const diskFile = `disk.${rootDisk.format}`;
   const pausedAt = Date.now();
+  const resumeLiveness = source.agent.suspendLiveness();
   try {
     await source.vm.pause();
     const files = await source.vm.snapshot({ dir: work, kind: 'full' });
@@ -127,6 +130,7 @@ async function captureWhilePaused(
     } catch (err) {
       log.warn(`VM ${source.vmName} could not be resumed after the snapshot: ${(err as Error).message}`);
     }
+    resumeLiveness();
   }
 }
 

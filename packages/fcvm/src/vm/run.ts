@@ -25,7 +25,7 @@ import type { Registry } from '../state/registry.js';
 import { CleanupStack } from './cleanup-stack.js';
 import { type HttpHealthCheck, monitorHealth } from './health-monitor.js';
 import { resolveImage } from './image-source.js';
-import { launchVm } from './launch.js';
+import { type LaunchedVm, launchVm } from './launch.js';
 import { guestRamPath, sweepLeftovers } from './leftovers.js';
 import { MAX_VCPUS, type RunRequest } from './run-request.js';
 import { type SnapshotSource, snapshotRoute } from './snapshot-create.js';
@@ -221,16 +221,10 @@ function snapshotNetwork(network: VmNetwork | null): SnapshotSource['network'] {
 }
 
 /** What superviseContainer needs of a started VM (a boot or a clone). */
-export interface SupervisedVm {
-  readonly vmId: string;
-  readonly vmDir: string;
-  readonly consoleLogPath: string;
-  /** Where the console log is kept once the VM dir is gone (named in errors). */
-  readonly keptLogPath: string;
-  readonly vm: VmHandle;
-  readonly agent: AgentClient;
-  readonly cleanup: CleanupStack;
-}
+export type SupervisedVm = Pick<
+  LaunchedVm,
+  'vmId' | 'vmDir' | 'consoleLogPath' | 'keptLogPath' | 'vm' | 'agent' | 'cleanup'
+>;
 
 /**
  * The foreground part of a VM's life: attach to the container (its output to our stdout/stderr),

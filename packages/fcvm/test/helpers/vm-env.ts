@@ -3,6 +3,7 @@
  * per machine, see assets.ts), so each test file starts from an empty registry without
  * rebuilding anything. `cleanup()` removes the private dir (never the shared cache).
  */
+import assert from 'node:assert/strict';
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -189,4 +190,27 @@ export function processesMatching(needle: string): number[] {
     if (match?.[2]?.includes(needle) && !match[2].startsWith('ps ')) pids.push(Number(match[1]));
   }
   return pids;
+}
+
+/** `fcvm ls --json` in the test's data dir, typed by the caller. */
+export function lsRecords<T>(t: VmTestEnv): T[] {
+  const ls = fcvmSync(['ls', '--json'], t.env);
+  assert.equal(ls.status, 0, ls.stderr);
+  return JSON.parse(ls.stdout) as T[];
+}
+
+/** Probes every 500 ms until it returns a value; fails naming `what` (and the last error) after `timeoutMs`. */
+export async function pollUntil<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  assert.fail(`${what} did not happen in ${timeoutMs / 1000} s${lastError ? `: ${(lastError as Error).message}` : ''}`);
 }

@@ -10,7 +10,15 @@ import type { AddressInfo } from 'node:net';
 import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { FAKE_HOSTNAME, type FakeInternet, HTTP_BODY, startFakeInternet } from '../helpers/fake-internet.js';
-import { fcvmSync, type RunningFcvm, spawnFcvm, type VmTestEnv, vmTestEnv } from '../helpers/vm-env.js';
+import {
+  fcvmSync,
+  lsRecords,
+  pollUntil,
+  type RunningFcvm,
+  spawnFcvm,
+  type VmTestEnv,
+  vmTestEnv,
+} from '../helpers/vm-env.js';
 
 const IMAGE = 'localhost/fcvm-busybox';
 const SMALL = ['--mem', '512', '--cpu', '2', '--hypervisor', 'qemu'];
@@ -24,24 +32,7 @@ interface Record {
 }
 
 function records(t: VmTestEnv): Record[] {
-  const ls = fcvmSync(['ls', '--json'], t.env);
-  assert.equal(ls.status, 0, ls.stderr);
-  return JSON.parse(ls.stdout) as Record[];
-}
-
-async function poll<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      lastError = err;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-  assert.fail(`${what} did not happen in ${timeoutMs / 1000} s${lastError ? `: ${(lastError as Error).message}` : ''}`);
+  return lsRecords<Record>(t);
 }
 
 async function httpBody(url: string): Promise<string | undefined> {
@@ -82,7 +73,7 @@ describe('bridged networking (qemu, root)', () => {
       ['podman', 'run', '--name', 'bridged', '--network', 'bridged', ...SMALL, '-p', `${port}:80`, IMAGE, ...command],
       t.env,
     );
-    record = await poll('bridged VM running', 240_000, async () => {
+    record = await pollUntil('bridged VM running', 240_000, async () => {
       if (run.child.exitCode !== null) assert.fail(`fcvm exited early: ${run.stderr()}`);
       return records(t).find((r) => r.name === 'bridged' && r.status === 'running');
     });
@@ -103,7 +94,9 @@ describe('bridged networking (qemu, root)', () => {
 
   test('a published port answers on the host address and on 127.0.0.1 (DNAT)', async () => {
     for (const address of [hostAddress(), '127.0.0.1']) {
-      const body = await poll(`httpd via ${address}:${port}`, 120_000, () => httpBody(`http://${address}:${port}/`));
+      const body = await pollUntil(`httpd via ${address}:${port}`, 120_000, () =>
+        httpBody(`http://${address}:${port}/`),
+      );
       assert.equal(body, 'bridged\n');
     }
   });

@@ -13,6 +13,8 @@ import { after, before, describe, test } from 'node:test';
 import { FAKE_HOSTNAME, type FakeInternet, HTTP_BODY, startFakeInternet } from '../helpers/fake-internet.js';
 import {
   fcvmSync,
+  lsRecords,
+  pollUntil,
   processesMatching,
   type RunningFcvm,
   spawnFcvm,
@@ -32,24 +34,7 @@ interface Record {
 }
 
 function records(t: VmTestEnv): Record[] {
-  const ls = fcvmSync(['ls', '--json'], t.env);
-  assert.equal(ls.status, 0, ls.stderr);
-  return JSON.parse(ls.stdout) as Record[];
-}
-
-async function poll<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      lastError = err;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-  assert.fail(`${what} did not happen in ${timeoutMs / 1000} s${lastError ? `: ${(lastError as Error).message}` : ''}`);
+  return lsRecords<Record>(t);
 }
 
 async function httpGet(url: string): Promise<{ status: number; body: string }> {
@@ -133,7 +118,7 @@ describe('rootless networking (qemu)', () => {
       runs.push(spawnFcvm(['podman', 'run', '--name', name, ...SMALL, ...flags, IMAGE, ...command], t.env));
     }
     for (const name of ['neta', 'netb']) {
-      vm[name] = await poll(`${name} running`, 240_000, async () => {
+      vm[name] = await pollUntil(`${name} running`, 240_000, async () => {
         for (const run of runs) if (run.child.exitCode !== null) assert.fail(`fcvm exited early: ${run.stderr()}`);
         return records(t).find((r) => r.name === name && r.status === 'running');
       });
@@ -150,7 +135,7 @@ describe('rootless networking (qemu)', () => {
 
   test('--health-check turns healthy only once httpd answers through the published port', async () => {
     // The container runs but httpd waits for /tmp/go: the URL does not answer yet.
-    await poll('netb container running', 120_000, async () => {
+    await pollUntil('netb container running', 120_000, async () => {
       const run = spawnFcvm(['exec', '--name', 'netb', '--', 'true'], t.env);
       return (await run.exited(60_000)) === 0 ? true : undefined;
     });
@@ -158,7 +143,7 @@ describe('rootless networking (qemu)', () => {
     assert.notEqual(early.health_status, 'healthy');
     const go = spawnFcvm(['exec', '--name', 'netb', '--', 'touch', '/tmp/go'], t.env);
     assert.equal(await go.exited(60_000), 0, go.stderr());
-    await poll('netb healthy', 60_000, async () =>
+    await pollUntil('netb healthy', 60_000, async () =>
       (records(t).find((r) => r.name === 'netb') as { health_status?: string } | undefined)?.health_status === 'healthy'
         ? true
         : undefined,
@@ -175,7 +160,7 @@ describe('rootless networking (qemu)', () => {
       ['neta', a],
       ['netb', b],
     ] as const) {
-      const body = await poll(`${name} httpd`, 120_000, async () => {
+      const body = await pollUntil(`${name} httpd`, 120_000, async () => {
         const response = await httpGet(`http://${address}:8080/`);
         return response.status === 200 ? response.body : undefined;
       });
@@ -201,7 +186,9 @@ describe('rootless networking (qemu)', () => {
       t.env,
     );
     try {
-      const reply = await poll('UDP echo through the published port', 60_000, () => udpRequest(address, 9090, 'ping'));
+      const reply = await pollUntil('UDP echo through the published port', 60_000, () =>
+        udpRequest(address, 9090, 'ping'),
+      );
       assert.equal(reply, 'guest:ping');
     } finally {
       server.child.kill('SIGTERM');
@@ -268,7 +255,7 @@ describe('rootless networking (qemu)', () => {
       run.child.kill(signal);
       await run.exited(60_000);
       fcvmSync(['ls'], t.env); // sweeps what a SIGKILLed owner left
-      await poll(`${name}'s helpers gone`, 20_000, async () =>
+      await pollUntil(`${name}'s helpers gone`, 20_000, async () =>
         helpers.every((h) => !processAlive(h.pid)) ? true : undefined,
       );
       await assert.rejects(httpGet(`http://${address}:8080/`), `nothing listens on ${address}:8080 any more`);

@@ -2,7 +2,8 @@
 //   - packages/protocol imports nothing of ours (only node: built-ins and npm packages);
 //   - the guest agent (packages/fc-agent) never imports the host (packages/fcvm);
 //   - inside the host, nothing outside src/cli/ imports src/cli/;
-//   - koffi (native calls) is imported only in src/sys/.
+//   - koffi (native calls) is imported only in src/sys/;
+//   - child processes are started only by src/util/subprocess.ts (type imports are fine).
 // Run by scripts/test.sh; `node scripts/check-layers.mjs` prints each violation with file and line.
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -33,7 +34,8 @@ function importsOf(file) {
     const lineText = text.split('\n')[line - 1].trim();
     // Comments may name modules; they do not import them.
     if (lineText.startsWith('//') || lineText.startsWith('*') || lineText.startsWith('/*')) continue;
-    found.push({ specifier: match[1], line });
+    const statement = text.slice(text.lastIndexOf('import', match.index), match.index);
+    found.push({ specifier: match[1], line, typeOnly: /^import\s+type\b/.test(statement) });
   }
   return found;
 }
@@ -41,12 +43,16 @@ function importsOf(file) {
 const isInside = (path, dir) => !relative(dir, path).startsWith('..');
 const resolveRelative = (file, specifier) => resolve(dirname(file), specifier);
 
-function violation(layer, file, { specifier }) {
+function violation(layer, file, { specifier, typeOnly }) {
   const local = specifier.startsWith('.');
   const target = local ? resolveRelative(file, specifier) : null;
   if (specifier === 'koffi' || specifier.startsWith('koffi/')) {
     if (!(layer === 'host' && isInside(file, join(sources.host, 'sys'))))
       return 'koffi is used only in packages/fcvm/src/sys/';
+  }
+  if (layer === 'host' && (specifier === 'node:child_process' || specifier === 'child_process') && !typeOnly) {
+    if (file !== join(sources.host, 'util', 'subprocess.ts'))
+      return 'subprocesses are started only by src/util/subprocess.ts';
   }
   if (layer === 'protocol') {
     if (specifier.startsWith('@fcvm/') || specifier === 'fcvm') return 'the protocol imports nothing of ours';

@@ -43,7 +43,7 @@ export function findStaticBusybox(): StaticBusybox {
 
 /** Applet paths relative to / ("bin/sh", "usr/bin/wget", ...), from `busybox --list-full`. */
 export async function busyboxAppletPaths(busybox: StaticBusybox): Promise<string[]> {
-  const out = await runTool([busybox.path, '--list-full'], { captureStdout: true });
+  const out = await runTool([busybox.path, '--list-full']);
   return out
     .split('\n')
     .map((line) => line.trim())

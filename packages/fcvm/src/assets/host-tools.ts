@@ -2,10 +2,10 @@
  * The host programs that building assets needs: where to find them, which Debian package provides
  * each (so a missing one is one sentence the user can act on), and running them with argv arrays.
  */
-import { spawn } from 'node:child_process';
-import { accessSync, closeSync, constants, openSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { FcvmError } from '../errors.js';
+import { run } from '../util/subprocess.js';
 
 /** Every tool `fcvm setup` may run, and the Debian package that provides it. */
 export const HOST_TOOL_PACKAGES = {
@@ -70,9 +70,7 @@ export interface RunToolOptions {
   signal?: AbortSignal;
   /** Called with each complete line the tool writes on stdout or stderr (progress, debug logging). */
   onLine?: (line: string) => void;
-  /** Keep stdout and return it (otherwise it is only passed to onLine). */
-  captureStdout?: boolean;
-  /** Write stdout into this file (created or truncated) instead. */
+  /** Write stdout into this file (created or truncated) instead of returning it. */
   stdoutPath?: string;
   /**
    * A lock descriptor the tool inherits (as fd 3), so the lock outlives fcvm while the tool runs:
@@ -82,66 +80,16 @@ export interface RunToolOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-const STDERR_TAIL_LINES = 20;
-
 /**
- * Runs `argv` (argv[0] an absolute path from requireHostTool) to completion. A non-zero exit
- * becomes an ASSET_BUILD error naming the tool and its last stderr line; the tail of stderr is in
- * the error's context.
+ * Runs `argv` (argv[0] an absolute path from requireHostTool) to completion and returns its stdout.
+ * A non-zero exit becomes an ASSET_BUILD error naming the tool and its last stderr line; the tail
+ * of stderr is in the error's context.
  */
 export function runTool(argv: readonly string[], options: RunToolOptions = {}): Promise<string> {
-  const [file, ...args] = argv;
-  if (file === undefined) throw new Error('runTool needs a program');
-  return new Promise((resolve, reject) => {
-    const stdoutFd = options.stdoutPath === undefined ? undefined : openSync(options.stdoutPath, 'w', 0o600);
-    const child = spawn(file, args, {
-      cwd: options.cwd,
-      env: options.env ?? process.env,
-      stdio: ['ignore', stdoutFd ?? 'pipe', 'pipe', ...(options.holdLockFd === undefined ? [] : [options.holdLockFd])],
-      signal: options.signal,
-    });
-    if (stdoutFd !== undefined) closeSync(stdoutFd);
-    const stdoutChunks: Buffer[] = [];
-    const stderrTail: string[] = [];
-    const splitLines = (onComplete: (line: string) => void) => {
-      let pending = '';
-      return (chunk: Buffer) => {
-        pending += chunk.toString('utf8');
-        const lines = pending.split('\n');
-        pending = lines.pop() ?? '';
-        for (const line of lines) onComplete(line);
-      };
-    };
-    child.stdout?.on('data', (chunk: Buffer) => {
-      if (options.captureStdout) stdoutChunks.push(chunk);
-    });
-    child.stdout?.on(
-      'data',
-      splitLines((line) => options.onLine?.(line)),
-    );
-    child.stderr?.on(
-      'data',
-      splitLines((line) => {
-        stderrTail.push(line);
-        if (stderrTail.length > STDERR_TAIL_LINES) stderrTail.shift();
-        options.onLine?.(line);
-      }),
-    );
-    child.on('error', (err) => {
-      reject(new FcvmError('ASSET_BUILD', `Could not run ${file}: ${err.message}.`, { cause: err, context: { argv } }));
-    });
-    child.on('close', (code, signal) => {
-      if (code === 0) {
-        resolve(Buffer.concat(stdoutChunks).toString('utf8'));
-        return;
-      }
-      const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;
-      const lastLine = stderrTail.filter((l) => l.trim() !== '').at(-1);
-      reject(
-        new FcvmError('ASSET_BUILD', `${file} ${how}${lastLine ? `: ${lastLine.trim()}` : '.'}`, {
-          context: { argv, stderr: stderrTail.join('\n') },
-        }),
-      );
-    });
+  const { holdLockFd, ...rest } = options;
+  return run(argv, {
+    ...rest,
+    errorCode: 'ASSET_BUILD',
+    inheritFds: holdLockFd === undefined ? [] : [holdLockFd],
   });
 }

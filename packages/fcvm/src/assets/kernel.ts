@@ -84,7 +84,7 @@ export function kernelPackageFromDepends(depends: string): string | undefined {
 async function aptShow(aptCache: string, pkg: string): Promise<Record<string, string>> {
   let out: string;
   try {
-    out = await runTool([aptCache, 'show', '--no-all-versions', pkg], { captureStdout: true });
+    out = await runTool([aptCache, 'show', '--no-all-versions', pkg]);
   } catch (err) {
     throw new FcvmError(
       'ASSET_BUILD',

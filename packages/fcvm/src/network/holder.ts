@@ -4,10 +4,11 @@
  * fcvm dies, even by SIGKILL. A user namespace is made as root too: pasta joins a namespace by PID
  * only together with its user namespace (measured: a bare net namespace is refused).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
 import { FcvmError } from '../errors.js';
 import { processStartTime } from '../util/proc.js';
+import { startHelper } from '../util/subprocess.js';
 
 export interface NamespaceHolder {
   readonly pid: number;
@@ -35,29 +36,10 @@ function exeOf(pid: number): string | undefined {
 }
 
 export async function startNamespaceHolder(): Promise<NamespaceHolder> {
-  const argv = [
-    '--pdeathsig',
-    'SIGKILL',
-    '--',
-    'unshare',
-    '--user',
-    '--map-root-user',
-    '--net',
-    '--',
-    'sleep',
-    'infinity',
-  ];
-  const child = spawn('setpriv', argv, { stdio: 'ignore', detached: true });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    child.once('spawn', resolve);
-    child.once('error', (err) =>
-      reject(
-        new FcvmError('MISSING_HOST_TOOL', `Could not start the namespace holder (setpriv, unshare): ${err.message}.`),
-      ),
-    );
-  });
-  const pid = child.pid as number;
+  const { child, pid, exited } = await startHelper(
+    ['unshare', '--user', '--map-root-user', '--net', '--', 'sleep', 'infinity'],
+    { what: 'the namespace holder (unshare)', errorCode: 'MISSING_HOST_TOOL' },
+  );
   const stop = async (): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGKILL');

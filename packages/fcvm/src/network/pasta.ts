@@ -5,10 +5,11 @@
  * the foreground under `setpriv --pdeathsig SIGKILL`, so it dies with fcvm; it does not end by
  * itself when the namespace goes away, so release() ends it.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { FcvmError } from '../errors.js';
 import { processStartTime } from '../util/proc.js';
+import { startHelper } from '../util/subprocess.js';
 import type { PublishedPort } from './types.js';
 
 export interface PastaOptions {
@@ -75,24 +76,15 @@ export function pastaArgv(options: PastaOptions): string[] {
 }
 
 export async function startPasta(options: PastaOptions): Promise<RunningPasta> {
-  const child = spawn('setpriv', ['--pdeathsig', 'SIGKILL', '--', ...pastaArgv(options)], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    detached: true,
+  const { child, pid, exited } = await startHelper(pastaArgv(options), {
+    what: 'pasta (Debian package passt)',
+    errorCode: 'MISSING_HOST_TOOL',
+    stderr: 'pipe',
   });
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
     stderr = (stderr + chunk).slice(-4096);
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    child.once('spawn', resolve);
-    child.once('error', (err) =>
-      reject(
-        new FcvmError('MISSING_HOST_TOOL', `Could not start pasta: ${err.message}; install the Debian package passt.`),
-      ),
-    );
-  });
-  const pid = child.pid as number;
   const stop = async (): Promise<void> => {
     rmSync(options.pidFile, { force: true });
     if (child.exitCode !== null || child.signalCode !== null) return;

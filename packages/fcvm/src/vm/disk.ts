@@ -4,13 +4,10 @@
  * - FICLONE reflink where the filesystem supports it (btrfs, xfs): instant, shares extents;
  * - otherwise a sparse copy, with a warning, since it costs time and space.
  */
-import { execFile } from 'node:child_process';
 import { chmodSync, constants, copyFileSync } from 'node:fs';
-import { promisify } from 'node:util';
 import { FcvmError } from '../errors.js';
 import { log } from '../log.js';
-
-const execFileAsync = promisify(execFile);
+import { run } from '../util/subprocess.js';
 
 export type CowDiskKind = 'qcow2-overlay' | 'reflink' | 'sparse-copy';
 
@@ -22,11 +19,17 @@ export async function createCowDisk(
   if (options.qcow2) {
     const baseFormat = options.baseFormat ?? 'raw';
     try {
-      await execFileAsync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', baseFormat, target]);
-    } catch (err) {
-      throw new FcvmError('HYPERVISOR', `Could not create the copy-on-write disk ${target} (qemu-img create failed).`, {
-        cause: err,
+      await run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', base, '-F', baseFormat, target], {
+        timeoutMs: 60_000,
       });
+    } catch (err) {
+      throw new FcvmError(
+        'HYPERVISOR',
+        `Could not create the copy-on-write disk ${target}: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
     }
     return { path: target, kind: 'qcow2-overlay', format: 'qcow2' };
   }
@@ -37,9 +40,11 @@ export async function createCowDisk(
     log.warn(`the data directory does not support reflinks (use btrfs or xfs): copying ${base}, which is slower`);
   }
   try {
-    await execFileAsync('cp', ['--sparse=always', base, target]);
+    await run(['cp', '--sparse=always', '--', base, target], { timeoutMs: 600_000 });
   } catch (err) {
-    throw new FcvmError('STATE', `Could not copy the root disk to ${target}.`, { cause: err });
+    throw new FcvmError('STATE', `Could not copy the root disk to ${target}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   return { path: target, kind: 'sparse-copy', format: 'raw' };
 }
@@ -61,11 +66,10 @@ export async function copyDiskForSnapshot(source: string, target: string, format
     }
   }
   try {
-    await execFileAsync('cp', ['--reflink=auto', '--sparse=always', '--', source, target], { timeout: 600_000 });
+    await run(['cp', '--reflink=auto', '--sparse=always', '--', source, target], { timeoutMs: 600_000 });
     chmodSync(target, 0o600);
   } catch (err) {
-    const stderr = typeof err === 'object' && err !== null && 'stderr' in err ? String(err.stderr).trim() : '';
-    throw new FcvmError('STATE', `Could not copy the root disk to ${target}: ${stderr || String(err)}`, {
+    throw new FcvmError('STATE', `Could not copy the root disk to ${target}: ${(err as Error).message}`, {
       cause: err,
     });
   }

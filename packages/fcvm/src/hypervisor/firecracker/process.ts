@@ -3,22 +3,22 @@
  * (Firecracker's log and the guest's serial console) appended to the VM log, its lifetime bound to
  * fcvm and its exit collected.
  *
- * Lifetime binding: Node cannot run code between fork and exec, so the parent-death signal is set
- * by util-linux `setpriv --pdeathsig SIGKILL`, which then execs (optionally through `nsenter
- * --net=...`, which execs without forking) the firecracker binary. The PID therefore stays the
- * same through the chain and the kernel kills Firecracker when fcvm dies, even by SIGKILL.
- * Without setpriv fcvm warns and relies on its own cleanup and the next run's leftover sweep.
+ * Lifetime binding: started as a helper (util/subprocess.ts `startHelper`): util-linux `setpriv
+ * --pdeathsig SIGKILL` execs (optionally through `nsenter --net=...`, which execs without forking)
+ * the firecracker binary, so the PID stays the same through the chain and the kernel kills
+ * Firecracker when fcvm dies, even by SIGKILL. Without setpriv fcvm warns and relies on its own
+ * cleanup and the next run's leftover sweep.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode, FcvmError } from '../../errors.js';
 import { log } from '../../log.js';
 import { poll } from '../../util/poll.js';
+import { type Helper, startHelper } from '../../util/subprocess.js';
 import type { VmExit } from '../types.js';
 import { FirecrackerApiClient } from './api-client.js';
 import { isTransportFailure } from './api-transport.js';
-import { findOnPath } from './binary.js';
 import type { FirecrackerVersion } from './version.js';
 
 export const API_SOCKET_NAME = 'firecracker.sock';
@@ -28,27 +28,6 @@ const SOCKET_POLL_MS = 10;
 /** How long a dropped API connection may take to show up as the process's exit. */
 const EXIT_SETTLE_MS = 500;
 export const DEFAULT_SOCKET_WAIT_MS = 10_000;
-
-let pdeathsigWrapper: string[] | null | undefined;
-
-/** argv prefix that makes the next exec'd program die with fcvm, or null when setpriv cannot. */
-export function parentDeathWrapper(): string[] | null {
-  if (pdeathsigWrapper !== undefined) return pdeathsigWrapper;
-  const setpriv = findOnPath('setpriv');
-  // --pdeathsig arrived in util-linux 2.33: check this setpriv knows it before relying on it.
-  const works =
-    setpriv !== undefined &&
-    spawnSync(setpriv, ['--pdeathsig', 'SIGKILL', '--', 'true'], { stdio: 'ignore', timeout: 5000 }).status === 0;
-  if (works) {
-    pdeathsigWrapper = [setpriv, '--pdeathsig', 'SIGKILL', '--'];
-  } else {
-    pdeathsigWrapper = null;
-    log.warn(
-      'setpriv (util-linux) with --pdeathsig is not available, so a Firecracker process can outlive fcvm if fcvm is killed; install util-linux to bind them.',
-    );
-  }
-  return pdeathsigWrapper;
-}
 
 /** Firecracker's `--id`: 1-64 characters, alphanumerics and `-`. */
 export function instanceId(vmId: string): string {
@@ -77,19 +56,16 @@ export class FirecrackerProcess {
   private exitValue: VmExit | undefined;
   private readonly child: ChildProcess;
 
-  constructor(child: ChildProcess, spec: ProcessSpec, apiSocketPath: string) {
-    if (child.pid === undefined) throw new FcvmError('INTERNAL', 'Firecracker child has no PID.');
-    this.child = child;
-    this.pid = child.pid;
+  constructor(helper: Helper, spec: ProcessSpec, apiSocketPath: string) {
+    this.child = helper.child;
+    this.pid = helper.pid;
     this.vmId = spec.vmId;
     this.apiSocketPath = apiSocketPath;
     this.consoleLogPath = spec.consoleLogPath;
-    this.exited = new Promise<VmExit>((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.exitValue = { code, signal };
-        log.debug(`firecracker ${this.pid} (VM ${spec.vmId}) exited ${describeExit(this.exitValue)}`);
-        resolve(this.exitValue);
-      });
+    this.exited = helper.exited.then((exit) => {
+      this.exitValue = exit;
+      log.debug(`firecracker ${this.pid} (VM ${spec.vmId}) exited ${describeExit(exit)}`);
+      return exit;
     });
   }
 
@@ -217,29 +193,15 @@ export async function startFirecrackerProcess(
   removeSocket(apiSocketPath);
 
   const firecrackerArgv = [spec.binary, '--api-sock', apiSocketPath, '--id', instanceId(spec.vmId)];
-  const netnsArgv =
-    spec.netnsPath === null ? [] : [findOnPath('nsenter') ?? 'nsenter', `--net=${spec.netnsPath}`, '--'];
-  const argv = [...(parentDeathWrapper() ?? []), ...netnsArgv, ...firecrackerArgv];
-
-  const logFd = openSync(spec.consoleLogPath, 'a', 0o600);
-  let child: ChildProcess;
-  try {
-    // detached: its own process group, so a Ctrl-C at fcvm's terminal reaches fcvm, which then
-    // stops the VM in order, rather than killing Firecracker behind its back.
-    child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', logFd, logFd], detached: true, cwd: spec.vmDir });
-  } finally {
-    closeSync(logFd);
-  }
-  const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
-  if (child.pid === undefined) {
-    const err = await spawnError;
-    throw new FcvmError('HYPERVISOR', `Could not start ${argv[0]}: ${errnoCode(err) ?? err.message}.`, {
-      cause: err,
-      context: { argv },
-    });
-  }
-  const vmm = new FirecrackerProcess(child, spec, apiSocketPath);
-  log.debug(`started firecracker ${vmm.pid} for VM ${spec.vmId}: ${argv.join(' ')}`);
+  const helper = await startHelper(firecrackerArgv, {
+    what: 'Firecracker',
+    errorCode: 'HYPERVISOR',
+    netnsPath: spec.netnsPath,
+    logPath: spec.consoleLogPath,
+    cwd: spec.vmDir,
+  });
+  const vmm = new FirecrackerProcess(helper, spec, apiSocketPath);
+  log.debug(`started firecracker ${vmm.pid} for VM ${spec.vmId}: ${firecrackerArgv.join(' ')}`);
   const client = new FirecrackerApiClient(apiSocketPath, version);
   try {
     await waitForApi(vmm, client, options);

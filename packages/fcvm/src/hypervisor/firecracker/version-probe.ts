@@ -4,12 +4,12 @@
  * directory for the next fcvm run. Replacing the binary changes mtime or size, so the cache never
  * answers for a different build.
  */
-import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import { errnoCode, FcvmError } from '../../errors.js';
 import { log } from '../../log.js';
+import { run } from '../../util/subprocess.js';
 import { type FirecrackerVersion, formatVersion, parseVersion, parseVersionOutput } from './version.js';
 
 const VERSION_COMMAND_TIMEOUT_MS = 10_000;
@@ -55,25 +55,7 @@ function writeCacheFile(cacheFile: string, versions: Record<string, string>): vo
 }
 
 function runVersionCommand(binary: string): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    execFile(
-      binary,
-      ['--version'],
-      { timeout: VERSION_COMMAND_TIMEOUT_MS, killSignal: 'SIGKILL', encoding: 'utf8' },
-      (err, stdout, stderr) => {
-        if (err) {
-          reject(
-            new FcvmError('HYPERVISOR', `Could not run ${binary} --version: ${err.message.split('\n')[0]}.`, {
-              cause: err,
-              context: { stdout, stderr },
-            }),
-          );
-        } else {
-          resolvePromise(stdout);
-        }
-      },
-    );
-  });
+  return run([binary, '--version'], { errorCode: 'HYPERVISOR', timeoutMs: VERSION_COMMAND_TIMEOUT_MS });
 }
 
 export interface VersionProbeOptions {

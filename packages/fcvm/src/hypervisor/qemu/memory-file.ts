@@ -3,12 +3,9 @@
  * is that file (copied while the VM is paused) plus a small device-state stream. Clones map the copy
  * privately: they all read the same page-cache pages until they write, and never change the file.
  */
-import { execFile } from 'node:child_process';
 import { open, stat } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { errnoCode, FcvmError } from '../../errors.js';
-
-const execFileAsync = promisify(execFile);
+import { run } from '../../util/subprocess.js';
 
 export const MIB = 1024 * 1024;
 
@@ -39,10 +36,9 @@ export async function createMemoryFile(path: string, memoryMib: number): Promise
  */
 export async function copyMemoryFile(source: string, target: string): Promise<void> {
   try {
-    await execFileAsync('cp', ['--reflink=auto', '--sparse=always', '--', source, target], { timeout: 300_000 });
+    await run(['cp', '--reflink=auto', '--sparse=always', '--', source, target], { timeoutMs: 300_000 });
   } catch (err) {
-    const stderr = typeof err === 'object' && err !== null && 'stderr' in err ? String(err.stderr).trim() : '';
-    throw new FcvmError('HYPERVISOR', `Could not copy guest memory to ${target}: ${stderr || String(err)}`, {
+    throw new FcvmError('HYPERVISOR', `Could not copy guest memory to ${target}: ${(err as Error).message}`, {
       cause: err,
     });
   }

@@ -1,10 +1,7 @@
 /** Is a usable QEMU installed, and which version? */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { errnoCode } from '../../errors.js';
 import { checkKvm } from '../../sys/kvm.js';
-
-const execFileAsync = promisify(execFile);
+import { run } from '../../util/subprocess.js';
 
 export const DEFAULT_QEMU_BINARY = 'qemu-system-x86_64';
 
@@ -47,10 +44,10 @@ export function isSupportedQemuVersion(version: QemuVersion): boolean {
 export async function probeQemu(binary: string = DEFAULT_QEMU_BINARY): Promise<QemuProbe> {
   let stdout: string;
   try {
-    ({ stdout } = await execFileAsync(binary, ['--version'], { timeout: 10_000 }));
+    stdout = await run([binary, '--version'], { errorCode: 'HYPERVISOR', timeoutMs: 10_000 });
   } catch (err) {
     const reason =
-      errnoCode(err) === 'ENOENT'
+      errnoCode((err as Error).cause) === 'ENOENT'
         ? `${binary} is not installed (Debian: apt-get install qemu-system-x86)`
         : `${binary} --version failed: ${err instanceof Error ? err.message : String(err)}`;
     return { available: false, binary, reason };

@@ -5,11 +5,8 @@
  * either). With a network namespace, `nsenter --net` enters it and then execs QEMU, so the PID that
  * fcvm sees is QEMU's own.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { FcvmError } from '../../errors.js';
-import type { VmExit } from '../types.js';
+import { type Helper, helperArgv, startHelper } from '../../util/subprocess.js';
 
 export interface QemuLaunch {
   readonly binary: string;
@@ -19,45 +16,20 @@ export interface QemuLaunch {
   readonly logPath: string;
 }
 
-export interface RunningQemu {
-  readonly child: ChildProcess;
-  readonly pid: number;
-  /** Settles when the process has exited. */
-  readonly exited: Promise<VmExit>;
-}
+export type RunningQemu = Helper;
 
 /** The full argv: wrappers first, QEMU last. */
 export function launcherArgv(launch: QemuLaunch): string[] {
-  const netns = launch.netnsPath === null ? [] : ['nsenter', `--net=${launch.netnsPath}`, '--'];
-  return ['setpriv', '--pdeathsig', 'SIGKILL', '--', ...netns, launch.binary, ...launch.args];
+  return helperArgv([launch.binary, ...launch.args], launch.netnsPath);
 }
 
-export async function launchQemu(launch: QemuLaunch): Promise<RunningQemu> {
-  const [command, ...args] = launcherArgv(launch);
-  const logFd = openSync(launch.logPath, 'a', 0o600);
-  let child: ChildProcess;
-  try {
-    // Own process group: a Ctrl-C on fcvm's terminal is for fcvm, which then stops the VM in order.
-    child = spawn(command!, args, { stdio: ['ignore', logFd, logFd], detached: true });
-  } finally {
-    closeSync(logFd);
-  }
-  const exited = new Promise<VmExit>((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
+export function launchQemu(launch: QemuLaunch): Promise<RunningQemu> {
+  return startHelper([launch.binary, ...launch.args], {
+    what: 'QEMU',
+    errorCode: 'MISSING_HOST_TOOL',
+    netnsPath: launch.netnsPath,
+    logPath: launch.logPath,
   });
-  await new Promise<void>((resolve, reject) => {
-    child.once('spawn', resolve);
-    child.once('error', (err) =>
-      reject(
-        new FcvmError('MISSING_HOST_TOOL', `Could not start QEMU through ${command}: ${err.message}.`, {
-          cause: err,
-          context: { argv: [command, ...args] },
-        }),
-      ),
-    );
-  });
-  if (child.pid === undefined) throw new FcvmError('INTERNAL', 'QEMU started without a PID.');
-  return { child, pid: child.pid, exited };
 }
 
 /** The last lines of the VM log, to explain why QEMU failed. */

@@ -11,7 +11,7 @@ test('every host tool names the Debian package that provides it', () => {
 });
 
 test('runTool returns stdout and turns a failure into one sentence with the last stderr line', async () => {
-  assert.equal(await runTool(['/bin/sh', '-c', 'echo out; echo err >&2'], { captureStdout: true }), 'out\n');
+  assert.equal(await runTool(['/bin/sh', '-c', 'echo out; echo err >&2']), 'out\n');
   await assert.rejects(runTool(['/bin/sh', '-c', 'echo first >&2; echo "disk full" >&2; exit 3']), {
     code: 'ASSET_BUILD',
     message: '/bin/sh exited with status 3: disk full',

@@ -8,7 +8,7 @@ packages=(
   mmdebstrap e2fsprogs             # guest root filesystem
   passt iproute2 iptables nftables # networking
   containernetworking-plugins      # bench:net compares with the CNI bridge plugin
-  procps util-linux xz-utils zstd
+  procps util-linux xz-utils zstd lz4
   gcc libc6-dev                    # UFFD tests and bench:uffd compile C clients and a C handler
 )
 missing=()

@@ -18,6 +18,7 @@ export const HOST_TOOL_PACKAGES = {
   busybox: 'busybox-static',
   xz: 'xz-utils',
   zstd: 'zstd',
+  lz4: 'lz4',
   umount: 'mount',
   'qemu-system-x86_64': 'qemu-system-x86',
   'qemu-system-aarch64': 'qemu-system-arm',

@@ -26,76 +26,14 @@ export function bzImagePayload(image: Buffer): Buffer | undefined {
   return image.subarray(offset, offset + length);
 }
 
-/**
- * Decodes LZ4 "legacy" frames (what the kernel's build uses for CONFIG_KERNEL_LZ4). The kernel
- * appends the uncompressed size as 4 bytes; it sizes the output.
- */
-export function decompressLz4Legacy(input: Buffer): Buffer {
-  if (input.readUInt32LE(0) !== LZ4_LEGACY_MAGIC) throw new Error('not an LZ4 legacy stream');
-  const expected = input.readUInt32LE(input.length - 4);
-  let out = Buffer.alloc(expected > 0 ? expected : input.length * 4);
-  let op = 0;
-  const ensure = (extra: number) => {
-    if (op + extra <= out.length) return;
-    const bigger = Buffer.alloc(Math.max(out.length * 2, op + extra));
-    out.copy(bigger, 0, 0, op);
-    out = bigger;
-  };
-  let pos = 4;
-  while (pos + 4 <= input.length) {
-    const blockSize = input.readUInt32LE(pos);
-    pos += 4;
-    if (blockSize === LZ4_LEGACY_MAGIC) continue; // a concatenated stream starts
-    if (pos + blockSize > input.length) break; // the appended size field, not a block
-    const end = pos + blockSize;
-    let ip = pos;
-    while (ip < end) {
-      const token = input[ip++]!;
-      let literalLength = token >> 4;
-      if (literalLength === 15) {
-        let byte: number;
-        do {
-          byte = input[ip++]!;
-          literalLength += byte;
-        } while (byte === 255);
-      }
-      ensure(literalLength);
-      input.copy(out, op, ip, ip + literalLength);
-      op += literalLength;
-      ip += literalLength;
-      if (ip >= end) break; // the last sequence of a block has literals only
-      const offset = input[ip]! | (input[ip + 1]! << 8);
-      ip += 2;
-      let matchLength = token & 15;
-      if (matchLength === 15) {
-        let byte: number;
-        do {
-          byte = input[ip++]!;
-          matchLength += byte;
-        } while (byte === 255);
-      }
-      matchLength += 4;
-      if (offset === 0 || offset > op) throw new Error('corrupt LZ4 block');
-      ensure(matchLength);
-      if (offset >= matchLength) {
-        out.copy(out, op, op - offset, op - offset + matchLength);
-        op += matchLength;
-      } else {
-        for (let i = 0; i < matchLength; i++, op++) out[op] = out[op - offset]!;
-      }
-    }
-    pos = end;
-  }
-  return out.subarray(0, op);
-}
+const DECOMPRESS_ARGS = { xz: ['-dc', '--single-stream'], zstd: ['-dcq'], lz4: ['-dcq'] } as const;
 
-async function decompressWithTool(tool: 'xz' | 'zstd', payload: Buffer): Promise<Buffer> {
+async function decompressWithTool(tool: keyof typeof DECOMPRESS_ARGS, payload: Buffer): Promise<Buffer> {
   const path = requireHostTool(tool, 'Extracting the uncompressed kernel');
   const dir = await mkdtemp(join(process.env.TMPDIR ?? '/tmp', 'fcvm-vmlinux-'));
   try {
     await writeFile(join(dir, 'payload'), payload);
-    const args = tool === 'xz' ? ['-dc', '--single-stream'] : ['-dcq'];
-    await runTool([path, ...args, join(dir, 'payload')], { stdoutPath: join(dir, 'out') });
+    await runTool([path, ...DECOMPRESS_ARGS[tool], join(dir, 'payload')], { stdoutPath: join(dir, 'out') });
     return await readFile(join(dir, 'out'));
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -106,7 +44,11 @@ async function decompress(payload: Buffer): Promise<Buffer> {
   if (payload.subarray(0, 2).equals(GZIP_MAGIC)) return gunzipSync(payload);
   if (payload.subarray(0, 6).equals(XZ_MAGIC)) return decompressWithTool('xz', payload);
   if (payload.subarray(0, 4).equals(ZSTD_MAGIC)) return decompressWithTool('zstd', payload);
-  if (payload.length >= 8 && payload.readUInt32LE(0) === LZ4_LEGACY_MAGIC) return decompressLz4Legacy(payload);
+  if (payload.length >= 8 && payload.readUInt32LE(0) === LZ4_LEGACY_MAGIC) {
+    // Legacy LZ4 frames have no end mark: the 4-byte uncompressed size the kernel build appends
+    // would be read as one more block header, so it is left out.
+    return decompressWithTool('lz4', payload.subarray(0, payload.length - 4));
+  }
   throw new FcvmError(
     'ASSET_BUILD',
     'The kernel image uses a compression fcvm cannot unpack (not gzip, xz, zstd or lz4).',

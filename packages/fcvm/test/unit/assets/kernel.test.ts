@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -10,7 +11,7 @@ import {
   parseAptStanza,
 } from '../../../src/assets/kernel.js';
 import { moduleDepends, moduleLoadOrder } from '../../../src/assets/kernel-modules.js';
-import { bzImagePayload, decompressLz4Legacy } from '../../../src/assets/vmlinux.js';
+import { bzImagePayload, extractUncompressedKernel } from '../../../src/assets/vmlinux.js';
 
 test('parseAptStanza reads the first stanza, with continuation lines', () => {
   const text = [
@@ -87,16 +88,22 @@ test('moduleLoadOrder puts every module after its dependencies and rejects cycle
   assert.throws(() => moduleLoadOrder(['a'], (name) => (name === 'a' ? ['b'] : ['a'])), /cycle: a -> b -> a/);
 });
 
-test('decompressLz4Legacy decodes literals and overlapping matches', () => {
-  // One block: literals "abc", then a match of 9 bytes at offset 3 ("abcabcabc"), then literals "XY".
-  const block = Buffer.from([0x35, 0x61, 0x62, 0x63, 0x03, 0x00, 0x20, 0x58, 0x59]);
-  const expected = Buffer.from('abcabcabcabcXY');
-  const stream = Buffer.alloc(4 + 4 + block.length + 4);
-  stream.writeUInt32LE(0x184c2102, 0);
-  stream.writeUInt32LE(block.length, 4);
-  block.copy(stream, 8);
-  stream.writeUInt32LE(expected.length, 8 + block.length); // the kernel's appended size
-  assert.equal(decompressLz4Legacy(stream).toString(), expected.toString());
+test('an lz4 (legacy, as the kernel build writes it) bzImage payload unpacks to the ELF vmlinux', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fcvm-lz4-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const elf = Buffer.concat([Buffer.from([0x7f, 0x45, 0x4c, 0x46]), Buffer.alloc(300_000, 'vmlinux text ')]);
+  writeFileSync(join(dir, 'vmlinux'), elf);
+  execFileSync('lz4', ['-l', '-q', '-f', join(dir, 'vmlinux'), join(dir, 'vmlinux.lz4')]);
+  const size = Buffer.alloc(4);
+  size.writeUInt32LE(elf.length, 0);
+  const payload = Buffer.concat([readFileSync(join(dir, 'vmlinux.lz4')), size]); // the kernel's appended size
+  const image = Buffer.alloc(2048 + payload.length);
+  image.write('HdrS', 0x202, 'latin1');
+  image[0x1f1] = 3;
+  image.writeUInt32LE(0, 0x248);
+  image.writeUInt32LE(payload.length, 0x24c);
+  payload.copy(image, 2048);
+  assert.ok((await extractUncompressedKernel(image, 'amd64')).equals(elf));
 });
 
 test('bzImagePayload finds the compressed kernel through the setup header', () => {

@@ -3,6 +3,7 @@
  * exit status (docs/ERRORS.md), leaves nothing behind, and the next run works.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -127,6 +128,39 @@ describe('faults under a running VM', () => {
     assert.ok(status === 1 || status === 2, `exit 1 or 2, got ${status}: ${run.stderr()}`);
     rmSync(bin, { recursive: true, force: true });
     assertNothingLeft();
+  });
+
+  test("the data dir's filesystem full during a run: the container sees the I/O error, fcvm says why, nothing left", async () => {
+    // A small tmpfs as the data dir, with the shared assets linked in: the VM's disk overlay lives there.
+    const dataDir = join(env().dataDir, 'small');
+    mkdirSync(dataDir);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m,mode=0700', 'fcvm-test-small', dataDir]);
+    try {
+      symlinkSync(join(env().dataDir, 'assets'), join(dataDir, 'assets'));
+      const run = spawnFcvm(
+        [
+          'podman',
+          'run',
+          '--name',
+          'disk-full',
+          ...SMALL,
+          IMAGE,
+          'sh',
+          '-c',
+          'dd if=/dev/urandom of=/fill bs=1M count=96 conv=fsync 2>/dev/null; echo dd=$?',
+        ],
+        { ...env().env, FCVM_DATA_DIR: dataDir },
+      );
+      const status = await run.exited(300_000);
+      assert.match(run.stdout(), /dd=[1-9]/, `the write failed in the guest: ${run.stderr()}`);
+      assert.equal(status, 0, `the container's own status (its shell ends with echo): ${run.stderr()}`);
+      assert.match(run.stderr(), /could not be written: no space is left on the filesystem of .*small/);
+      assertNothingLeft(dataDir);
+    } finally {
+      execFileSync('umount', [dataDir]);
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+    await assertNextRunWorks();
   });
 
   test('a corrupted initrd asset: exit 1 naming the console log, nothing left, the intact assets still work', async () => {

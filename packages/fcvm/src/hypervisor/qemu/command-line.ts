@@ -112,6 +112,10 @@ function diskArgs(disk: DiskSpec, index: number): string[] {
     'if=none',
     `cache=${cache}`,
     `read-only=${disk.readOnly ? 'on' : 'off'}`,
+    // A host write or read error (the data dir's filesystem full) is the guest's I/O error, not a
+    // VM that QEMU stops silently: the container fails visibly and fcvm says why (qemu-vm.ts).
+    'werror=report',
+    'rerror=report',
   ];
   return ['-drive', drive.join(','), '-device', `virtio-blk-device,drive=${id}`];
 }

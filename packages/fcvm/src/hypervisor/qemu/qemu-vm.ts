@@ -244,6 +244,7 @@ export async function startQemuVm(
       swapScope = await disableSwap(running.pid);
       for (const warning of swapScope.warnings) log.warn(warning);
     }
+    reportDiskErrors(qmp, machine);
     const kvm = kvmSchema.parse(await qmp.execute('query-kvm'));
     const vm = new QemuVm(qemuCapabilities(kvm.enabled), machine, running, qmp, swapScope);
     await setUp(vm, qmp);
@@ -279,4 +280,23 @@ export function qemuCapabilities(hardwareAccelerated: boolean): Capabilities {
     diskFormats: ['raw', 'qcow2'],
     kernelFormat: 'bzimage',
   };
+}
+
+/**
+ * Host-side disk errors reach the guest as I/O errors (`werror=report`); the user hears the cause
+ * once here, at warning level: most often the data dir's filesystem is full.
+ */
+function reportDiskErrors(qmp: QmpClient, machine: QemuMachine): void {
+  let reported = false;
+  qmp.onEvent((event, data) => {
+    if (event !== 'BLOCK_IO_ERROR' || reported) return;
+    reported = true;
+    const error = data as { nospace?: boolean; reason?: string; device?: string; 'node-name'?: string };
+    // `nospace` is set only under werror=enospc; with werror=report the reason says it.
+    const nospace = error.nospace === true || /no space/i.test(error.reason ?? '');
+    const cause = nospace ? 'no space is left on the filesystem of' : `${error.reason ?? 'an error'} in`;
+    log.warn(
+      `the disk of VM ${machine.vmId} could not be written: ${cause} ${path.dirname(machine.disks[0]?.path ?? machine.consoleLogPath)}; the guest sees I/O errors. Free space in the data directory and run the VM again.`,
+    );
+  });
 }

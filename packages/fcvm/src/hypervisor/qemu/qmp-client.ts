@@ -34,6 +34,7 @@ export class QmpClient {
   private readonly pending = new Map<string, Pending>();
   private nextId = 1;
   private buffer = '';
+  private readonly eventListeners: ((event: string, data: unknown) => void)[] = [];
   private closedError: Error | undefined;
   private greeting: { resolve(): void; reject(err: Error): void } | undefined;
 
@@ -87,6 +88,11 @@ export class QmpClient {
     await this.execute('qmp_capabilities');
   }
 
+  /** Calls `listener` with every asynchronous QMP event (name and data). */
+  onEvent(listener: (event: string, data: unknown) => void): void {
+    this.eventListeners.push(listener);
+  }
+
   get isOpen(): boolean {
     return this.closedError === undefined;
   }
@@ -136,8 +142,11 @@ export class QmpClient {
       this.greeting?.resolve();
       return;
     }
-    // Asynchronous events (STOP, RESUME, SHUTDOWN, ...): the handle learns about exits from the process itself.
-    if ('event' in parsed) return;
+    // Asynchronous events (STOP, RESUME, BLOCK_IO_ERROR, ...): the handle learns about exits from the process itself.
+    if ('event' in parsed) {
+      for (const listener of this.eventListeners) listener(parsed.event, parsed.data);
+      return;
+    }
     const pending = parsed.id === undefined ? undefined : this.pending.get(parsed.id);
     if (pending === undefined || parsed.id === undefined) return;
     this.pending.delete(parsed.id);

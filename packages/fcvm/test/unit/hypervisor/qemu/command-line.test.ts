@@ -64,8 +64,8 @@ test('devices in guest order: disks (vda, vdb), NIC, entropy, agent port', () =>
     'virtserialport,chardev=agent,name=fcvm.agent',
   ]);
   assert.deepEqual(valuesOf(args, '-drive'), [
-    'id=disk0,file=/vm/root.qcow2,format=qcow2,if=none,cache=unsafe,read-only=off',
-    'id=disk1,file=/vm/a,,b.raw,format=raw,if=none,cache=writeback,read-only=on',
+    'id=disk0,file=/vm/root.qcow2,format=qcow2,if=none,cache=unsafe,read-only=off,werror=report,rerror=report',
+    'id=disk1,file=/vm/a,,b.raw,format=raw,if=none,cache=writeback,read-only=on,werror=report,rerror=report',
   ]);
   assert.deepEqual(valuesOf(args, '-netdev'), ['tap,id=net0,ifname=tap0,script=no,downscript=no']);
   assert.ok(valuesOf(args, '-chardev').includes('socket,id=agent,path=/vm/agent.sock,server=on,wait=off'));

@@ -61,7 +61,10 @@ test('negotiates capabilities, matches replies by id, interleaved with events', 
   });
   try {
     const qmp = await QmpClient.connect(socketPath, { timeoutMs: 5000, processExited: never });
+    const events: string[] = [];
+    qmp.onEvent((event) => events.push(event));
     assert.deepEqual(await qmp.execute('query-status'), { status: 'running', running: true });
+    assert.deepEqual(events, ['RESUME'], 'events reach their listeners');
     await assert.rejects(qmp.execute('no-such-command', { a: 1 }), (err: unknown) => {
       assert.ok(isFcvmError(err));
       assert.equal(err.code, 'HYPERVISOR');

@@ -8,6 +8,7 @@ import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fcvmSync, processesMatching, type RunningFcvm, spawnFcvm, useVmTestEnv } from '../helpers/vm-env.js';
+import { cutAcceptedUnixConnections } from '../support/cut-socket.js';
 
 const IMAGE = 'localhost/fcvm-busybox';
 const SMALL = ['--mem', '512', '--cpu', '2', '--hypervisor', 'qemu'];
@@ -127,6 +128,19 @@ describe('faults under a running VM', () => {
     assert.match(errorLine(run), /qemu/i);
     assert.ok(status === 1 || status === 2, `exit 1 or 2, got ${status}: ${run.stderr()}`);
     rmSync(bin, { recursive: true, force: true });
+    assertNothingLeft();
+  });
+
+  test('the channel socket cut under a running container: fcvm reconnects, the output goes on, the exit comes back', async () => {
+    const run = spawnFcvm(
+      ['podman', 'run', '--name', 'cut', ...SMALL, IMAGE, 'sh', '-c', 'echo first; sleep 10; echo second; exit 5'],
+      env().env,
+    );
+    await run.waitForOutput(/first/, 240_000);
+    assert.equal(cutAcceptedUnixConnections(vmmPid(), '/agent.sock'), 1, 'one agent channel connection cut');
+    assert.equal(await run.exited(120_000), 5, run.stderr());
+    assert.match(run.stdout(), /second/, 'output after the cut still reaches fcvm');
+    assert.doesNotMatch(run.stderr(), /^fcvm:/m, 'no error: the session was recovered');
     assertNothingLeft();
   });
 

@@ -196,8 +196,6 @@ async function bootAndRun(
       assets: { kernel: basename(dirname(launched.boot.kernelPath)), rootfs: basename(assets.rootfs) },
     }),
   );
-  await env.registry.update(vmId, (record) => ({ ...record, status: 'running' }));
-
   const http =
     request.healthCheckUrl === null
       ? null
@@ -240,7 +238,14 @@ export async function superviseContainer(
   const { agent, vm, vmId, cleanup } = launched;
   const healthStop = new AbortController();
   cleanup.defer('stop the health monitor', () => healthStop.abort());
-  const io = sessionIo(options, env, () => monitorHealth(agent, env.registry, vmId, healthStop.signal, options.http));
+  // The record says `running` once the container runs (the agent's started notice), so `fcvm exec`
+  // before that is told "not running yet" instead of reaching a container that does not exist.
+  const io = sessionIo(options, env, () => {
+    env.registry
+      .update(vmId, (record) => (record.status === 'starting' ? { ...record, status: 'running' } : record))
+      .catch((err: unknown) => log.warn(`could not record VM ${vmId} as running: ${(err as Error).message}`));
+    monitorHealth(agent, env.registry, vmId, healthStop.signal, options.http);
+  });
   const restoreTerminal = io.terminal !== null ? enterRawMode(env.stdin) : () => {};
   cleanup.defer('restore the terminal', restoreTerminal);
 

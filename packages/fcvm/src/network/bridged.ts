@@ -8,7 +8,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FcvmError, notImplemented } from '../errors.js';
+import { FcvmError } from '../errors.js';
 import type { Registry } from '../state/registry.js';
 import { lockFile } from '../sys/flock.js';
 import { ipBatchIn, runNetworkCommand } from './command.js';
@@ -43,7 +43,7 @@ async function hostIpv4Addresses(): Promise<Set<string>> {
   return new Set(out.split('\n').map((line) => line.split(/\s+/)[3]?.split('/')[0] ?? ''));
 }
 
-async function defaultInterface(): Promise<string> {
+export async function defaultInterface(): Promise<string> {
   const out = await runNetworkCommand(['ip', '-o', '-4', 'route', 'show', 'default']);
   const device = /\bdev (\S+)/.exec(out)?.[1];
   if (device === undefined) {
@@ -88,7 +88,6 @@ export function bridgedRuleset(
 }
 
 export async function setupBridged(request: NetworkRequest): Promise<VmNetwork> {
-  if (request.clone) throw notImplemented('Cloning a bridged VM (in-namespace NAT)');
   const names = bridgedNames(request.vmId);
   const netnsPath = `/run/netns/${names.namespace}`;
   const ports = request.publish.map((port) => ({ ...port, hostIp: port.hostIp ?? '0.0.0.0' }));
@@ -159,12 +158,14 @@ export async function setupBridged(request: NetworkRequest): Promise<VmNetwork> 
 
 /**
  * Under a lock: the first free /30 from the VM id's hash on (probing past ones the host already
- * has), then the namespace and the veth pair with the host's end addressed, so the next VM sees it.
+ * has, and `exclude`: a clone's own guest subnet), then the namespace and the veth pair with the
+ * host's end addressed, so the next VM sees it.
  */
-async function claimSubnet(
+export async function claimSubnet(
   registry: Registry,
   vmId: string,
   names: ReturnType<typeof bridgedNames>,
+  exclude: string | null = null,
 ): Promise<{ host: string; guest: string }> {
   const lock = await lockFile(join(registry.dir, SUBNET_LOCK_NAME));
   try {
@@ -172,7 +173,7 @@ async function claimSubnet(
     const start = subnetIndexFor(vmId);
     for (let probe = 0; probe < SUBNETS; probe++) {
       const candidate = subnetAddresses((start + probe) % SUBNETS);
-      if (used.has(candidate.host)) continue;
+      if (used.has(candidate.host) || candidate.host === exclude) continue;
       await runNetworkCommand(
         ['ip', '-batch', '-'],
         [
@@ -192,7 +193,7 @@ async function claimSubnet(
 }
 
 /** Forwarding for the guest's traffic, and loopback DNAT to it (route_localnet is per interface). */
-async function enableForwarding(hostVeth: string): Promise<void> {
+export async function enableForwarding(hostVeth: string): Promise<void> {
   if (readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim() !== '1') {
     await runNetworkCommand(['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
   }

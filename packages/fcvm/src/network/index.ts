@@ -6,6 +6,7 @@
 import { FcvmError, notImplemented } from '../errors.js';
 import type { VmRecord } from '../state/record.js';
 import { bridgedNames, releaseBridged, setupBridged } from './bridged.js';
+import { setupBridgedClone } from './bridged-clone.js';
 import { setupRootless } from './rootless.js';
 import type { NetworkMode, NetworkRequest, VmNetwork } from './types.js';
 
@@ -38,7 +39,9 @@ export function refuseUnsupportedNetwork(mode: NetworkMode): void {
 
 export async function setupNetwork(request: NetworkRequest, runDir: string): Promise<VmNetwork> {
   refuseUnsupportedNetwork(request.mode);
-  return request.mode === 'bridged' ? setupBridged(request) : setupRootless(request, runDir);
+  if (request.mode === 'bridged')
+    return request.clone ? setupBridgedClone(request, request.clone) : setupBridged(request);
+  return setupRootless(request, runDir);
 }
 
 /**

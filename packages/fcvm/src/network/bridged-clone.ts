@@ -2,7 +2,7 @@
  * A clone of a bridged VM ("in-namespace NAT"): the guest keeps the snapshot's 172.30.x.y address,
  * gateway and MAC inside its own named namespace, so many clones of one snapshot coexist. The
  * clone's veth pair gets a fresh /30 from the bridged allocator and is not bridged: br0 (tap only)
- * carries the guest's gateway address, and a table inside the namespace SNATs the guest to the
+ * carries the guest's gateway address and MAC, and a table inside the namespace SNATs the guest to the
  * veth's namespace end and DNATs whatever arrives for that address to the guest. The host routes
  * the /30 (connected on its veth end), masquerades egress and DNATs published ports arriving for
  * its veth address to the namespace end, all in the same per-VM table as a bridged VM, so the
@@ -10,7 +10,7 @@
  */
 import { bridgedNames, claimSubnet, defaultInterface, enableForwarding, releaseBridged } from './bridged.js';
 import { ipBatchIn, runNetworkCommand } from './command.js';
-import { shortId } from './names.js';
+import { gatewayMacFor, shortId } from './names.js';
 import type { GuestIdentity, NetworkRecord, NetworkRequest, PublishedPort, VmNetwork } from './types.js';
 
 type Names = ReturnType<typeof bridgedNames>;
@@ -83,13 +83,13 @@ export async function setupBridgedClone(request: NetworkRequest, guest: GuestIde
     await releaseBridged(names);
   };
   try {
-    const veth = await claimSubnet(request.registry, request.vmId, names, guest.gateway);
+    const veth = await claimSubnet(request.registry, request.vmId, names, { exclude: guest.gateway });
     const namespaceIp = veth.guest;
     const tapDevice = `tap-${shortId(request.vmId)}`;
     await ipBatchIn(netnsPath, [
       'link set lo up',
       `tuntap add dev ${tapDevice} mode tap`,
-      'link add br0 type bridge',
+      `link add br0 address ${gatewayMacFor(guest.mac)} type bridge`,
       `link set ${tapDevice} master br0`,
       `address add ${guest.gateway}/${prefix} dev br0`,
       `address add ${namespaceIp}/30 dev ${names.nsVeth}`,

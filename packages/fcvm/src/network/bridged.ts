@@ -12,7 +12,7 @@ import { FcvmError } from '../errors.js';
 import type { Registry } from '../state/registry.js';
 import { lockFile } from '../sys/flock.js';
 import { ipBatchIn, runNetworkCommand } from './command.js';
-import { guestMacFor, shortId } from './names.js';
+import { gatewayMacFor, guestMacFor, shortId } from './names.js';
 import { assertPortsFree } from './ports.js';
 import type { NetworkRecord, NetworkRequest, PublishedPort, VmNetwork } from './types.js';
 
@@ -99,7 +99,10 @@ export async function setupBridged(request: NetworkRequest): Promise<VmNetwork> 
     await releaseBridged(names);
   };
   try {
-    const { host, guest } = await claimSubnet(request.registry, request.vmId, names);
+    const mac = guestMacFor(request.vmId);
+    const { host, guest } = await claimSubnet(request.registry, request.vmId, names, {
+      hostVethMac: gatewayMacFor(mac),
+    });
     await ipBatchIn(netnsPath, [
       'link set lo up',
       `tuntap add dev tap-${shortId(request.vmId)} mode tap`,
@@ -121,7 +124,6 @@ export async function setupBridged(request: NetworkRequest): Promise<VmNetwork> 
         request.publish.map((p) => ({ ...p, hostIp: p.hostIp })),
       ),
     );
-    const mac = guestMacFor(request.vmId);
     const record: NetworkRecord = {
       mode: 'bridged',
       tap_device: `tap-${shortId(request.vmId)}`,
@@ -159,26 +161,27 @@ export async function setupBridged(request: NetworkRequest): Promise<VmNetwork> 
 /**
  * Under a lock: the first free /30 from the VM id's hash on (probing past ones the host already
  * has, and `exclude`: a clone's own guest subnet), then the namespace and the veth pair with the
- * host's end addressed, so the next VM sees it.
+ * host's end addressed (and its MAC set if given), so the next VM sees it.
  */
 export async function claimSubnet(
   registry: Registry,
   vmId: string,
   names: ReturnType<typeof bridgedNames>,
-  exclude: string | null = null,
+  options: { exclude?: string; hostVethMac?: string },
 ): Promise<{ host: string; guest: string }> {
+  const vethAddress = options.hostVethMac === undefined ? '' : ` address ${options.hostVethMac}`;
   const lock = await lockFile(join(registry.dir, SUBNET_LOCK_NAME));
   try {
     const used = await hostIpv4Addresses();
     const start = subnetIndexFor(vmId);
     for (let probe = 0; probe < SUBNETS; probe++) {
       const candidate = subnetAddresses((start + probe) % SUBNETS);
-      if (used.has(candidate.host) || candidate.host === exclude) continue;
+      if (used.has(candidate.host) || candidate.host === options.exclude) continue;
       await runNetworkCommand(
         ['ip', '-batch', '-'],
         [
           `netns add ${names.namespace}`,
-          `link add ${names.hostVeth} type veth peer name ${names.nsVeth} netns ${names.namespace}`,
+          `link add ${names.hostVeth}${vethAddress} type veth peer name ${names.nsVeth} netns ${names.namespace}`,
           `address add ${candidate.host}/30 dev ${names.hostVeth}`,
           `link set ${names.hostVeth} up`,
           '',

@@ -2,7 +2,8 @@
  * Clones of a bridged VM (root, QEMU): one bridged VM publishing a port is snapshotted and two
  * clones start at once. Both keep the snapshot's guest address, each behind its own veth /30 and
  * in-namespace NAT; each answers on its own host address and reaches the fake internet by name;
- * once they stop, nothing of their network (namespace, veth, nftables table) is left.
+ * once they end (one stopped, one SIGKILLed and swept by the next command), nothing of their
+ * network (namespace, veth, nftables tables) is left.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -83,7 +84,9 @@ describe('clones of a bridged VM (qemu, root)', () => {
     clones = await pollUntil('both clones running', 240_000, async () => {
       for (const run of running) if (run.child.exitCode !== null) assert.fail(`fcvm exited early: ${run.stderr()}`);
       const live = lsRecords<Record>(t).filter((r) => CLONES.includes(r.name) && r.status === 'running');
-      return live.length === CLONES.length ? live : undefined;
+      return live.length === CLONES.length
+        ? CLONES.map((name) => live.find((r) => r.name === name) as Record)
+        : undefined;
     });
   });
 
@@ -124,17 +127,22 @@ describe('clones of a bridged VM (qemu, root)', () => {
     }
   });
 
-  test("after the clones stop nothing of their network is left; the source VM's is", async () => {
+  test("after the clones end (SIGTERM; SIGKILL and the next command's sweep) nothing of their network is left", async () => {
     const base = lsRecords<Record>(t).find((r) => r.name === 'base') as Record;
-    for (const run of running.slice(1)) run.child.kill('SIGTERM');
-    for (const run of running.slice(1)) assert.equal(await run.exited(60_000), 143, run.stderr());
-    for (const clone of clones) {
-      assert.deepEqual(networkLeft(clone.config.network.namespace_name as string), {
-        netns: false,
-        table: false,
-        veth: false,
-      });
-    }
+    const [stopped, killed] = running.slice(1) as [RunningFcvm, RunningFcvm];
+    const [stoppedNs, killedNs] = clones.map((c) => c.config.network.namespace_name as string) as [string, string];
+    stopped.child.kill('SIGTERM');
+    killed.child.kill('SIGKILL');
+    assert.equal(await stopped.exited(60_000), 143, stopped.stderr());
+    await killed.exited(60_000);
+    assert.deepEqual(networkLeft(stoppedNs), { netns: false, table: false, veth: false });
+    assert.deepEqual(
+      networkLeft(killedNs),
+      { netns: true, table: true, veth: true },
+      'a SIGKILLed owner cannot clean up',
+    );
+    assert.equal(fcvmSync(['ls'], t.env).status, 0);
+    assert.deepEqual(networkLeft(killedNs), { netns: false, table: false, veth: false });
     assert.deepEqual(networkLeft(base.config.network.namespace_name as string), {
       netns: true,
       table: true,

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
 import { createServer } from 'node:net';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { FAKE_HOSTNAME, type FakeInternet, HTTP_BODY, startFakeInternet } from '../helpers/fake-internet.js';
 import {
   fcvmSync,
@@ -17,6 +17,7 @@ import {
   pollUntil,
   type RunningFcvm,
   spawnFcvm,
+  testResult,
   type VmTestEnv,
   vmTestEnv,
 } from '../helpers/vm-env.js';
@@ -89,6 +90,9 @@ describe('clones of a bridged VM (qemu, root)', () => {
         : undefined;
     });
   });
+
+  // A failed test keeps fcvm's debug log and the console logs (test/helpers/vm-env.ts).
+  afterEach((test) => t?.noteResult(testResult(test)));
 
   after(async () => {
     for (const run of running) if (run.child.exitCode === null) run.child.kill('SIGTERM');

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
 import { createServer } from 'node:net';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { FAKE_HOSTNAME, type FakeInternet, HTTP_BODY, startFakeInternet } from '../helpers/fake-internet.js';
 import {
   fcvmSync,
@@ -16,6 +16,7 @@ import {
   pollUntil,
   type RunningFcvm,
   spawnFcvm,
+  testResult,
   type VmTestEnv,
   vmTestEnv,
 } from '../helpers/vm-env.js';
@@ -73,11 +74,20 @@ describe('bridged networking (qemu, root)', () => {
       ['podman', 'run', '--name', 'bridged', '--network', 'bridged', ...SMALL, '-p', `${port}:80`, IMAGE, ...command],
       t.env,
     );
-    record = await pollUntil('bridged VM running', 240_000, async () => {
-      if (run.child.exitCode !== null) assert.fail(`fcvm exited early: ${run.stderr()}`);
-      return records(t).find((r) => r.name === 'bridged' && r.status === 'running');
-    });
+    try {
+      record = await pollUntil('bridged VM running', 240_000, async () => {
+        if (run.child.exitCode !== null) assert.fail(`fcvm exited early: ${run.stderr()}`);
+        return records(t).find((r) => r.name === 'bridged' && r.status === 'running');
+      });
+    } catch (err) {
+      t.noteResult({ name: 'the bridged VM starts', passed: false }); // keep its logs
+      process.stderr.write(`bridged VM stderr so far:\n${run.stderr()}\n`);
+      throw err;
+    }
   });
+
+  // A failed test keeps fcvm's debug log and the console logs (test/helpers/vm-env.ts).
+  afterEach((test) => t?.noteResult(testResult(test)));
 
   after(async () => {
     if (run?.child.exitCode === null) run.child.kill('SIGTERM');

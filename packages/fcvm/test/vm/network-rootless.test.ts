@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { FAKE_HOSTNAME, type FakeInternet, HTTP_BODY, startFakeInternet } from '../helpers/fake-internet.js';
 import {
   fcvmSync,
@@ -18,6 +18,7 @@ import {
   processesMatching,
   type RunningFcvm,
   spawnFcvm,
+  testResult,
   type VmTestEnv,
   vmTestEnv,
 } from '../helpers/vm-env.js';
@@ -124,6 +125,9 @@ describe('rootless networking (qemu)', () => {
       });
     }
   });
+
+  // A failed test keeps fcvm's debug log and the console logs (test/helpers/vm-env.ts).
+  afterEach((test) => t?.noteResult(testResult(test)));
 
   after(async () => {
     for (const run of runs) if (run.child.exitCode === null) run.child.kill('SIGTERM');

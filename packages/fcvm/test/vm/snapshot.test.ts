@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { SLICE_NAME, scopeName } from '../../src/cgroup/swap-scope.js';
 import {
   DISCARD_PORT,
@@ -23,6 +23,7 @@ import {
   processesMatching,
   type RunningFcvm,
   spawnFcvm,
+  testResult,
   type VmTestEnv,
   vmTestEnv,
 } from '../helpers/vm-env.js';
@@ -144,6 +145,9 @@ describe('fcvm snapshot create / serve / run (qemu)', () => {
     assert.equal(created.status, 0, created.stderr);
     snapshotCreatedAt = Date.now();
   });
+
+  // A failed test keeps fcvm's debug log and the console logs (test/helpers/vm-env.ts).
+  afterEach((test) => t?.noteResult(testResult(test)));
 
   after(async () => {
     for (const run of running) if (run.child.exitCode === null) run.child.kill('SIGTERM');

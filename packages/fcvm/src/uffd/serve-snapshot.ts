@@ -39,8 +39,11 @@ export function serveSocketPath(dir: DataDir, snapshot: string, pid: number): st
   return join(dir.root, `uffd-${snapshot}-${pid}.sock`);
 }
 
-export async function startSnapshotServe(options: SnapshotServeOptions): Promise<SnapshotServe> {
-  const { dataDir, registry, snapshot } = options;
+/** The snapshot's memory file (it must exist) and this server's socket path (it must fit a Unix socket address). */
+function servePaths(
+  dataDir: SnapshotServeOptions['dataDir'],
+  snapshot: string,
+): { memoryFile: string; socketPath: string } {
   const memoryFile = memoryFilePath(dataDir, snapshot);
   if (!existsSync(memoryFile)) {
     throw new FcvmError(
@@ -56,6 +59,12 @@ export async function startSnapshotServe(options: SnapshotServeOptions): Promise
       `The memory server socket path ${socketPath} is ${pathBytes} bytes, but a Unix socket path holds at most ${UNIX_PATH_MAX}; use a shorter data directory (FCVM_DATA_DIR) or snapshot name.`,
     );
   }
+  return { memoryFile, socketPath };
+}
+
+export async function startSnapshotServe(options: SnapshotServeOptions): Promise<SnapshotServe> {
+  const { dataDir, registry, snapshot } = options;
+  const { memoryFile, socketPath } = servePaths(dataDir, snapshot);
   // The name holds our PID, so a file already there was left by a dead server that had the same PID.
   rmSync(socketPath, { force: true });
   let server: MemoryServer;

@@ -196,18 +196,7 @@ export async function launchVm(
   const { vmId, vmDir, consoleLogPath, hypervisor } = prepared;
   const network =
     options.network === null ? null : await attachNetwork(registry, vmId, vmDir, options.network, cleanup);
-
-  const qcow2 = hypervisor.capabilities.diskFormats.includes('qcow2');
-  const rootDisk = await createCowDisk(assets.rootfs, join(vmDir, qcow2 ? 'rootfs.qcow2' : 'rootfs.raw'), { qcow2 });
-
-  const token = randomBytes(32).toString('hex');
-  const initrdPath = join(vmDir, 'initrd.img');
-  await createAgentInitrd({
-    baseInitrd: assets.initrd,
-    agentScript: agentBundle,
-    outPath: initrdPath,
-    extraFiles: [{ path: GUEST_TOKEN_PATH.slice(GUEST_RUN_DIR.length + 1), data: token }],
-  });
+  const { rootDisk, token, initrdPath } = await createBootFiles(assets, agentBundle, prepared);
 
   const ramPath = guestRamPath(vmId, vmDir);
   cleanup.defer('remove the guest RAM file', () => rmSync(ramPath, { force: true }));
@@ -261,6 +250,27 @@ export async function launchVm(
     cleanup,
     boot: { hypervisor: hypervisor.kind, kernelPath, initrdPath, token, disks },
   };
+}
+
+/** The VM's copy-on-write root disk and its per-VM initrd (the agent bundle plus a fresh token), in the VM dir. */
+async function createBootFiles(
+  assets: AssetPaths,
+  agentBundle: string,
+  prepared: PreparedVm,
+): Promise<{ rootDisk: Awaited<ReturnType<typeof createCowDisk>>; token: string; initrdPath: string }> {
+  const qcow2 = prepared.hypervisor.capabilities.diskFormats.includes('qcow2');
+  const rootDisk = await createCowDisk(assets.rootfs, join(prepared.vmDir, qcow2 ? 'rootfs.qcow2' : 'rootfs.raw'), {
+    qcow2,
+  });
+  const token = randomBytes(32).toString('hex');
+  const initrdPath = join(prepared.vmDir, 'initrd.img');
+  await createAgentInitrd({
+    baseInitrd: assets.initrd,
+    agentScript: agentBundle,
+    outPath: initrdPath,
+    extraFiles: [{ path: GUEST_TOKEN_PATH.slice(GUEST_RUN_DIR.length + 1), data: token }],
+  });
+  return { rootDisk, token, initrdPath };
 }
 
 /**

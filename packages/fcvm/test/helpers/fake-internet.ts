@@ -25,7 +25,7 @@ export interface FakeInternet {
 }
 
 /** The servers, run by node inside the namespace; prints `ready` once all four listen. */
-const SERVER_SCRIPT = String.raw`
+const SERVER_SCRIPT = `
 const http = require('node:http');
 const net = require('node:net');
 const dgram = require('node:dgram');

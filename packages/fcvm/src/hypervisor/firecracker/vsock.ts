@@ -23,6 +23,26 @@ export class VsockConnectError extends FcvmError {
   }
 }
 
+/**
+ * The host side's answer to `CONNECT <port>`: `OK <n>` then the guest's first bytes (returned, to put
+ * back), not yet a whole line, or a bad reply.
+ */
+function parseConnectReply(received: Buffer, udsPath: string): Buffer | 'incomplete' | VsockConnectError {
+  const newline = received.indexOf(0x0a);
+  if (newline === -1) {
+    if (received.length <= MAX_REPLY_BYTES) return 'incomplete';
+    return new VsockConnectError('bad-reply', `The vsock socket ${udsPath} answered CONNECT with an overlong line.`);
+  }
+  const line = received.subarray(0, newline).toString('latin1');
+  if (!/^OK \d+$/.test(line)) {
+    return new VsockConnectError(
+      'bad-reply',
+      `The vsock socket ${udsPath} answered CONNECT with ${JSON.stringify(line)}, not "OK <port>".`,
+    );
+  }
+  return received.subarray(newline + 1);
+}
+
 /** One attempt: a connected raw stream to `port` in the guest, or a VsockConnectError. */
 export function connectHybridVsock(
   udsPath: string,
@@ -71,28 +91,11 @@ export function connectHybridVsock(
       for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) {
         received = Buffer.concat([received, chunk]);
       }
-      const newline = received.indexOf(0x0a);
-      if (newline === -1) {
-        if (received.length > MAX_REPLY_BYTES) {
-          finish(
-            new VsockConnectError('bad-reply', `The vsock socket ${udsPath} answered CONNECT with an overlong line.`),
-          );
-        }
-        return;
-      }
-      const line = received.subarray(0, newline).toString('latin1');
-      if (!/^OK \d+$/.test(line)) {
-        finish(
-          new VsockConnectError(
-            'bad-reply',
-            `The vsock socket ${udsPath} answered CONNECT with ${JSON.stringify(line)}, not "OK <port>".`,
-          ),
-        );
-        return;
-      }
-      const rest = received.subarray(newline + 1);
+      const reply = parseConnectReply(received, udsPath);
+      if (reply === 'incomplete') return;
+      if (reply instanceof VsockConnectError) return finish(reply);
       finish(null);
-      if (rest.length > 0) socket.unshift(rest);
+      if (reply.length > 0) socket.unshift(reply);
     };
 
     const timer = setTimeout(

@@ -59,9 +59,17 @@ export interface ConnectOptions {
   readonly reopen?: () => Promise<Duplex>;
   /** Liveness bounds; tests shorten them. */
   readonly liveness?: LivenessOptions;
+  /** Bounds a reconnect's preamble and hello (default RECONNECT_TIMEOUT_MS); tests shorten it. */
+  readonly reconnectTimeoutMs?: number;
 }
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+/**
+ * How long a reconnect waits for the agent to take the new session. Generous: a guest under software
+ * emulation has been seen stalled for ~50 s (kernel soft lockups on a loaded 2-core host) and then
+ * carrying on; the VM's own death ends the wait earlier (the caller races it).
+ */
+const RECONNECT_TIMEOUT_MS = 120_000;
 /** Reconnects one attach makes after its channel broke or went silent, before it gives up. */
 const MAX_REATTACH = 3;
 
@@ -240,8 +248,7 @@ export class AgentClient {
     if (reopen === undefined) throw new Error('no way to reopen the channel');
     this.liveness.stop();
     this.session.destroy();
-    // The first connect may have had the whole boot to answer; a reconnect has the usual bound.
-    const timeoutMs = Math.min(this.options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS);
+    const timeoutMs = this.options.reconnectTimeoutMs ?? RECONNECT_TIMEOUT_MS;
     const { session, hello } = await openSession(await reopen(), { ...this.options, timeoutMs });
     this.session = session;
     this.currentHello = hello;

@@ -62,6 +62,7 @@ describe('channel liveness', { timeout: 20_000 }, () => {
       token: agent.token,
       liveness,
       timeoutMs: 1000,
+      reconnectTimeoutMs: 1000,
       diagnostics: 'see its log',
       reopen: () => agent.openStream(),
     });

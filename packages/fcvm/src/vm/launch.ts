@@ -11,7 +11,7 @@
  * A clone (vm/clone.ts) runs the same steps with a restore in place of the boot.
  */
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GUEST_RUN_DIR, GUEST_TOKEN_PATH, type RestoreIdentity } from '@fcvm/protocol';
 import { type AgentClient, AgentRelay, connectWithRetry } from '../agent/index.js';
@@ -348,6 +348,8 @@ export function keptLogPath(dataDir: DataDir, name: string, vmId: string): strin
 }
 
 function keepLog(dataDir: DataDir, source: string, target: string): void {
+  // A data dir removed meanwhile (a finished test's, say) is not brought back to hold one log.
+  if (!existsSync(dataDir.root)) return;
   mkdirSync(dataDir.logs, { recursive: true, mode: 0o700 });
   try {
     copyFileSync(source, target);

@@ -160,6 +160,16 @@ export class Registry {
     try {
       writeSync(fd, `${JSON.stringify(record, null, 2)}\n`);
       fsyncSync(fd);
+    } catch (err) {
+      rmSync(temp, { force: true });
+      const full = errnoCode(err) === 'ENOSPC';
+      throw new FcvmError(
+        'STATE',
+        full
+          ? `The data directory ${this.dir} is full: could not write the registry record of ${record.vm_id}; free some space.`
+          : `Could not write the registry record ${target}: ${(err as Error).message}.`,
+        { cause: err },
+      );
     } finally {
       closeSync(fd);
     }

@@ -252,12 +252,11 @@ export async function superviseContainer(
   const exit = await attachUntilExit(agent, io, vm, launched.keptLogPath, signal);
   restoreTerminal();
   healthStop.abort();
-  await env.registry.update(vmId, (record) => ({
-    ...record,
-    status: 'stopped',
-    health_status: 'stopped',
-    exit_code: exit.exitCode,
-  }));
+  // The container has ended: a record that cannot be written now (a full data dir) must not turn
+  // its exit status into fcvm's failure; the record is removed at cleanup anyway.
+  await env.registry
+    .update(vmId, (record) => ({ ...record, status: 'stopped', health_status: 'stopped', exit_code: exit.exitCode }))
+    .catch((err: unknown) => log.warn(`could not record the exit of VM ${vmId}: ${(err as Error).message}`));
   try {
     await agent.poweroff();
   } catch (err) {
